@@ -1,0 +1,5 @@
+import sys
+
+from pushline.cli import main
+
+sys.exit(main())

@@ -1,0 +1,241 @@
+"""The ``pushline`` command line.
+
+A mistake on the command line or in the input gets one line on stderr and exit code 2; a failure of
+the environment (Kafka unreachable, topic mismatch) gets one line and exit code 1. No tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import NoReturn
+
+from pushline.errors import ConfigError, PushlineError, ValidationError
+
+__all__ = ["main"]
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # argparse prints the whole usage block; a one-line message is easier to act on.
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _cmd_emulate_stack(args: argparse.Namespace) -> int:
+    from pushline.stack import run_stack_forever  # noqa: PLC0415 - keep `pushline --help` fast
+
+    return run_stack_forever(kafka_port=args.kafka_port, registry_port=args.registry_port)
+
+
+def _cmd_topics_ensure(args: argparse.Namespace) -> int:
+    from pushline.config import KafkaConfig, TopicsConfig  # noqa: PLC0415
+    from pushline.topics import ensure_topics  # noqa: PLC0415
+
+    overrides = {
+        k: v
+        for k, v in {
+            "partitions": args.partitions,
+            "replication_factor": args.replication_factor,
+            "prefix": args.prefix,
+        }.items()
+        if v is not None
+    }
+    topics = TopicsConfig.from_env(**overrides)
+    for report in ensure_topics(KafkaConfig.from_env(), topics):
+        print(
+            f"{report.action:8} {report.name}  partitions={report.partitions} "
+            f"replication.factor={report.replication_factor}"
+        )
+    return 0
+
+
+def _parse_data(items: Sequence[str]) -> dict[str, str]:
+    data = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValidationError("--data", f"expected KEY=VALUE, got {item!r}")
+        data[key] = value
+    return data
+
+
+def _cmd_send(args: argparse.Namespace) -> int:
+    from producers import (  # noqa: PLC0415
+        NotificationProducer,
+        ProducerOptions,
+        new_notification,
+        validate_request,
+    )
+    from schemas import (  # noqa: PLC0415
+        Fallback,
+        FallbackChannel,
+        NotificationContent,
+        Priority,
+        PushType,
+    )
+
+    fallback = None
+    if args.fallback_email or args.fallback_sms:
+        if not args.fallback_text:
+            raise ValidationError("--fallback-text", "is required with a fallback address")
+        channel = FallbackChannel.EMAIL if args.fallback_email else FallbackChannel.SMS
+        fallback = Fallback(
+            channel=channel,
+            address=args.fallback_email or args.fallback_sms,
+            text=args.fallback_text,
+            subject=args.fallback_subject,
+        )
+    content = NotificationContent(
+        title=args.title,
+        subtitle=args.subtitle,
+        body=args.body,
+        badge=args.badge,
+        sound=args.sound,
+        category=args.category,
+        thread_id=args.thread_id,
+        content_available=args.content_available,
+        mutable_content=args.mutable_content,
+        custom_data=_parse_data(args.data),
+    )
+    request = new_notification(
+        app_id=args.app_id,
+        platform=args.platform,
+        device_token=args.token,
+        ttl=timedelta(seconds=args.ttl),
+        content=content,
+        device_key=args.device_key,
+        user_id=args.user_id,
+        push_type=PushType(args.push_type),
+        priority=Priority(args.priority),
+        collapse_key=args.collapse_key,
+        receipt_deadline_ms=int(args.receipt_deadline * 1000) if args.receipt_deadline else None,
+        fallback=fallback,
+    )
+    # Refuse bad input before connecting anywhere: the user gets the validation error, not a
+    # broker connection error (the producer validates again; that is cheap).
+    request = validate_request(request, truncate=args.truncate)
+    with NotificationProducer(options=ProducerOptions(truncate=args.truncate)) as producer:
+        nid = producer.send(request)
+    if args.json:
+        print(json.dumps({"notification_id": nid, "key": request.key}))
+    else:
+        print(nid)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from pushline.demo import run_demo  # noqa: PLC0415
+
+    return run_demo(notifications=args.notifications, as_json=args.json)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="pushline", description="Kafka-native push-notification pipeline.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    emulate = sub.add_parser("emulate", help="run emulators for development and tests")
+    emulate_sub = emulate.add_subparsers(dest="what", required=True, parser_class=_Parser)
+    stack = emulate_sub.add_parser(
+        "stack", help="embedded broker + schema registry; prints NAME=value lines, then READY"
+    )
+    stack.add_argument("--kafka-port", type=int, default=0, help="default: a free port")
+    stack.add_argument("--registry-port", type=int, default=0, help="default: a free port")
+    stack.set_defaults(func=_cmd_emulate_stack)
+
+    topics = sub.add_parser("topics", help="manage the pipeline's topics")
+    topics_sub = topics.add_subparsers(dest="what", required=True, parser_class=_Parser)
+    ensure = topics_sub.add_parser("ensure", help="create the topics or check they match")
+    ensure.add_argument("--partitions", type=int, help="overrides PUSHLINE_TOPIC_PARTITIONS")
+    ensure.add_argument(
+        "--replication-factor", type=int, help="overrides PUSHLINE_TOPIC_REPLICATION_FACTOR"
+    )
+    ensure.add_argument("--prefix", help="overrides PUSHLINE_TOPIC_PREFIX")
+    ensure.set_defaults(func=_cmd_topics_ensure)
+
+    send = sub.add_parser("send", help="send one notification")
+    send.add_argument("--app-id", required=True)
+    send.add_argument("--platform", required=True, type=str.upper, choices=["APNS", "FCM"])
+    send.add_argument("--token", required=True, help="device token")
+    send.add_argument("--device-key", help="Kafka key instead of the token")
+    send.add_argument("--user-id")
+    send.add_argument("--title")
+    send.add_argument("--subtitle")
+    send.add_argument("--body")
+    send.add_argument("--badge", type=int)
+    send.add_argument("--sound")
+    send.add_argument("--category")
+    send.add_argument("--thread-id")
+    send.add_argument("--content-available", action="store_true")
+    send.add_argument("--mutable-content", action="store_true")
+    send.add_argument("--data", action="append", default=[], metavar="KEY=VALUE")
+    send.add_argument(
+        "--push-type",
+        type=str.upper,
+        default="ALERT",
+        choices=[
+            "ALERT",
+            "BACKGROUND",
+            "VOIP",
+            "LOCATION",
+            "COMPLICATION",
+            "FILEPROVIDER",
+            "MDM",
+            "LIVEACTIVITY",
+            "PUSHTOTALK",
+        ],
+    )
+    send.add_argument(
+        "--priority", type=str.upper, default="HIGH", choices=["HIGH", "NORMAL", "LOW"]
+    )
+    send.add_argument("--collapse-key")
+    send.add_argument("--ttl", type=float, default=86_400.0, help="seconds (default one day)")
+    send.add_argument(
+        "--receipt-deadline", type=float, help="seconds to wait for a receipt before fallback"
+    )
+    fallback = send.add_mutually_exclusive_group()
+    fallback.add_argument("--fallback-email", metavar="ADDRESS")
+    fallback.add_argument("--fallback-sms", metavar="E164")
+    send.add_argument("--fallback-text")
+    send.add_argument("--fallback-subject")
+    send.add_argument("--truncate", action="store_true", help="shorten an alert that is too large")
+    send.add_argument("--json", action="store_true", help="print a JSON object")
+    send.set_defaults(func=_cmd_send)
+
+    demo = sub.add_parser("demo", help="run the pipeline on the embedded stack and report")
+    demo.add_argument("--notifications", type=int, default=5)
+    demo.add_argument("--json", action="store_true")
+    demo.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except (ValidationError, ConfigError) as exc:
+        print(f"pushline: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except PushlineError as exc:
+        print(f"pushline: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        # A bug of ours, not a user mistake: still one line, unless PUSHLINE_DEBUG asks for the trace.
+        if os.environ.get("PUSHLINE_DEBUG"):
+            raise
+        print(f"pushline: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,218 @@
+"""The embedded development stack: a Kafka-compatible broker, a schema registry and (later) the
+provider emulators, all on loopback.
+
+``pushline emulate stack`` runs it in the foreground and prints one ``NAME=value`` line per address,
+then ``READY``; the test fixture and ``pushline demo`` start that same command as a child process,
+so what developers run is what the tests exercise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import IO
+
+from pushline._tansu import TansuBroker
+from pushline.errors import StackError
+
+__all__ = ["DevStack", "StackHandle", "run_stack_forever", "spawn_stack", "stack_from_env_or_spawn"]
+
+READY_LINE = "READY"
+
+
+class DevStack:
+    """Starts and stops every embedded service in this process (the broker as a child process)."""
+
+    def __init__(self, *, kafka_port: int = 0, registry_port: int = 0, log_dir: Path | None = None):
+        self._broker = TansuBroker(
+            port=kafka_port, log_file=log_dir / "tansu.log" if log_dir else None
+        )
+        self._registry_port = registry_port
+        self._registry: object | None = None
+        self._env: dict[str, str] = {}
+
+    def start(self) -> dict[str, str]:
+        from pushline.emulators.registry import RegistryServer  # noqa: PLC0415 - server deps load late
+
+        try:
+            self._broker.start()
+            registry = RegistryServer(port=self._registry_port)
+            registry.start()
+            self._registry = registry
+        except BaseException:
+            self.stop()
+            raise
+        self._env = {
+            "KAFKA_BOOTSTRAP_SERVERS": self._broker.bootstrap_servers,
+            "SCHEMA_REGISTRY_URL": registry.url,
+            # A single embedded broker holds one replica of everything.
+            "PUSHLINE_TOPIC_REPLICATION_FACTOR": "1",
+        }
+        return dict(self._env)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return dict(self._env)
+
+    def healthy(self) -> bool:
+        return self._broker.running()
+
+    def stop(self) -> None:
+        registry, self._registry = self._registry, None
+        if registry is not None:
+            registry.stop()  # type: ignore[attr-defined]
+        self._broker.stop()
+
+
+def run_stack_forever(out: IO[str] = sys.stdout, **kwargs: object) -> int:
+    """Start the stack, print its addresses and READY, run until SIGINT/SIGTERM, stop everything."""
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    stack = DevStack(**kwargs)  # type: ignore[arg-type]
+    try:
+        env = stack.start()
+        for name, value in env.items():
+            print(f"{name}={value}", file=out)
+        print(READY_LINE, file=out, flush=True)
+        while not stop.wait(0.5):
+            if not stack.healthy():
+                print("pushline: error: the embedded broker exited", file=sys.stderr)
+                return 1
+        return 0
+    finally:
+        stack.stop()
+
+
+@dataclass
+class StackHandle:
+    """A stack running in a child process (``pushline emulate stack``), or an external one."""
+
+    env: dict[str, str]
+    process: subprocess.Popen[str] | None = None
+    _closed: bool = field(default=False, repr=False)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.env["KAFKA_BOOTSTRAP_SERVERS"]
+
+    @property
+    def registry_url(self) -> str:
+        return self.env["SCHEMA_REGISTRY_URL"]
+
+    def close(self, timeout: float = 10.0) -> None:
+        if self._closed or self.process is None:
+            return
+        self._closed = True
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout)
+
+    def __enter__(self) -> StackHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def spawn_stack(timeout: float = 60.0, extra_args: tuple[str, ...] = ()) -> StackHandle:
+    """Start ``pushline emulate stack`` as a child process and wait for READY."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pushline", "emulate", "stack", *extra_args],
+        stdout=subprocess.PIPE,
+        stderr=None,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    handle = StackHandle(env={}, process=proc)
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    lines: list[str] = []
+    reader = _LineReader(proc.stdout)
+    for line in reader.lines(deadline):
+        if line == READY_LINE:
+            handle.env = dict(_parse_env_lines(lines))
+            return handle
+        lines.append(line)
+    handle.close()
+    raise StackError(f"the dev stack did not print {READY_LINE} within {timeout}s: {lines!r}")
+
+
+def _parse_env_lines(lines: list[str]) -> Iterator[tuple[str, str]]:
+    for line in lines:
+        name, sep, value = line.partition("=")
+        if sep and name.isupper():
+            yield name, value
+
+
+class _LineReader:
+    """Reads a child's stdout on a thread so waiting for READY can time out."""
+
+    def __init__(self, stream: IO[str]):
+        self._lines: list[str] = []
+        self._cond = threading.Condition()
+        self._eof = False
+        threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
+
+    def _pump(self, stream: IO[str]) -> None:
+        for line in stream:
+            with self._cond:
+                self._lines.append(line.rstrip("\n"))
+                self._cond.notify_all()
+        with self._cond:
+            self._eof = True
+            self._cond.notify_all()
+
+    def lines(self, deadline: float) -> Iterator[str]:
+        index = 0
+        while True:
+            with self._cond:
+                while index >= len(self._lines) and not self._eof:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return
+                    self._cond.wait(remaining)
+                if index >= len(self._lines):
+                    return
+                line = self._lines[index]
+            index += 1
+            yield line
+
+
+@contextlib.contextmanager
+def stack_from_env_or_spawn(env: Mapping[str, str] | None = None) -> Iterator[StackHandle]:
+    """Use the cluster named by KAFKA_BOOTSTRAP_SERVERS (and SCHEMA_REGISTRY_URL) or start one."""
+    env = os.environ if env is None else env
+    if env.get("KAFKA_BOOTSTRAP_SERVERS"):
+        if not env.get("SCHEMA_REGISTRY_URL"):
+            raise StackError("KAFKA_BOOTSTRAP_SERVERS is set but SCHEMA_REGISTRY_URL is not")
+        yield StackHandle(
+            env={
+                "KAFKA_BOOTSTRAP_SERVERS": env["KAFKA_BOOTSTRAP_SERVERS"],
+                "SCHEMA_REGISTRY_URL": env["SCHEMA_REGISTRY_URL"],
+            }
+        )
+        return
+    handle = spawn_stack()
+    try:
+        yield handle
+    finally:
+        handle.close()

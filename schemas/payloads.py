@@ -1,0 +1,271 @@
+"""What the provider sees: the one place that turns a NotificationRequest into an APNs or FCM payload.
+
+The producer measures sizes with these builders before a request reaches Kafka, and the dispatcher
+sends exactly what they build, so a request the producer accepted cannot be refused by the provider
+for its size (PROVIDERS.md: 413 PayloadTooLarge is permanent).
+
+Sizes are bytes of compact UTF-8 JSON (``separators=(",", ":")``, ``ensure_ascii=False``): an emoji
+costs four bytes, not one character. The dispatcher adds a signed receipt token to the custom data
+of every push (DESIGN.md); :data:`RECEIPT_TOKEN_RESERVE_BYTES` is kept free for it, so validation
+checks ``payload_size(req) + RECEIPT_TOKEN_RESERVE_BYTES <= max_payload_bytes(req)``.
+
+Empty strings count as unset (an empty title shows nothing and only costs bytes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
+from typing import Any
+
+from schemas import NotificationRequest, Platform, PushType
+
+__all__ = [
+    "APNS_MAX_PAYLOAD",
+    "APNS_MAX_VOIP_PAYLOAD",
+    "ELLIPSIS",
+    "FCM_MAX_PAYLOAD",
+    "FCM_MAX_TTL_SECONDS",
+    "RECEIPT_TOKEN_KEY",
+    "RECEIPT_TOKEN_MAX_CHARS",
+    "RECEIPT_TOKEN_RESERVE_BYTES",
+    "apns_payload",
+    "fcm_message",
+    "fcm_payload_size",
+    "fcm_ttl_seconds",
+    "max_payload_bytes",
+    "payload_fits",
+    "payload_size",
+    "truncate_alert",
+]
+
+APNS_MAX_PAYLOAD = 4096
+"""Bytes APNs accepts for every push type except voip (larger → 413 PayloadTooLarge)."""
+APNS_MAX_VOIP_PAYLOAD = 5120
+"""Bytes APNs accepts for a voip push."""
+FCM_MAX_PAYLOAD = 4096
+"""Bytes FCM accepts for a message sent to a token (topic messages: 2048; Pushline sends none)."""
+FCM_MAX_TTL_SECONDS = 2_419_200
+"""``android.ttl`` upper bound (four weeks, also FCM's default)."""
+
+RECEIPT_TOKEN_KEY = "pl_rt"  # noqa: S105 (a JSON key, not a secret)
+"""Custom-data key under which the dispatcher puts the signed receipt token."""
+RECEIPT_TOKEN_MAX_CHARS = 200
+"""Longest receipt token the dispatcher may add: printable ASCII that JSON does not escape
+(e.g. base64url and ``.``), at most this many characters. The dispatcher must keep to it, or the
+reserve below no longer covers the token."""
+RECEIPT_TOKEN_RESERVE_BYTES = 256
+"""Bytes kept free for the receipt token. The worst case is FCM with no other data, where the
+token adds ``,"data":{"pl_rt":"<200 chars>"}`` = 220 bytes; APNs adds ``,"pl_rt":"<200 chars>"`` =
+211 bytes. 256 covers both with headroom."""
+
+ELLIPSIS = "…"
+"""Appended to a shortened alert text (three bytes in UTF-8)."""
+
+_NO_CUSTOM: Mapping[str, str] = MappingProxyType({})
+# A cut must not leave a visibly broken character behind: a dangling zero-width joiner (half an
+# emoji sequence), variation selector, or trailing space before the ellipsis.
+_DANGLING = "\u200d\ufe0e\ufe0f \t\r\n"
+_REGIONAL_INDICATORS = "".join(map(chr, range(0x1F1E6, 0x1F200)))  # two of them make one flag
+
+
+def _dumps(obj: object) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _set(**values: str | None) -> dict[str, str]:
+    """The given keys whose values are set (neither None nor empty)."""
+    return {k: v for k, v in values.items() if v}
+
+
+# --- APNs -------------------------------------------------------------------------------------
+
+
+def _apns_body(req: NotificationRequest, extra_custom: Mapping[str, str]) -> dict[str, Any]:
+    c = req.content
+    aps: dict[str, Any]
+    if req.push_type == PushType.BACKGROUND:
+        # Apple: a background notification carries content-available and nothing user-visible.
+        aps = {"content-available": 1}
+    else:
+        aps = {}
+        alert = _set(title=c.title, subtitle=c.subtitle, body=c.body)
+        if alert:
+            aps["alert"] = alert
+        if c.badge is not None:  # 0 is meaningful: it clears the badge
+            aps["badge"] = c.badge
+        aps.update(_set(sound=c.sound, category=c.category))
+        if c.thread_id:
+            aps["thread-id"] = c.thread_id
+        if c.content_available:
+            aps["content-available"] = 1
+        if c.mutable_content:
+            aps["mutable-content"] = 1
+    body: dict[str, Any] = {"aps": aps}
+    # extra_custom (the dispatcher's receipt token) is applied last so custom data cannot spoof it;
+    # neither may replace the aps dictionary.
+    for custom in (c.custom_data, extra_custom):
+        body.update((k, v) for k, v in custom.items() if k != "aps")
+    return body
+
+
+def apns_payload(req: NotificationRequest, extra_custom: Mapping[str, str] = _NO_CUSTOM) -> bytes:
+    """The APNs request body: compact UTF-8 JSON, ``aps`` first, custom data at the top level."""
+    return _dumps(_apns_body(req, extra_custom))
+
+
+# --- FCM --------------------------------------------------------------------------------------
+
+
+def fcm_ttl_seconds(expires_at: datetime, now: datetime | None = None) -> int:
+    """Whole seconds until ``expires_at``, clamped to FCM's range 0..2,419,200.
+
+    Rounded down, so FCM never keeps a message past ``expires_at``. The value only shrinks as time
+    passes, so a payload measured at validation is never smaller than the one sent later.
+    """
+    now = datetime.now(UTC) if now is None else now
+    seconds = (expires_at - now) // timedelta(seconds=1)
+    return max(0, min(FCM_MAX_TTL_SECONDS, seconds))
+
+
+def fcm_message(
+    req: NotificationRequest,
+    extra_custom: Mapping[str, str] = _NO_CUSTOM,
+    *,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The FCM HTTP v1 ``message`` object for ``req`` (the dispatcher wraps it as ``{"message": ...}``).
+
+    - A BACKGROUND push is a data-only message: no ``notification`` block, so the app handles it.
+    - ``android.notification.tag`` is the collapse id (collapse key or notification_id), so a
+      duplicate replaces the shown notification instead of appearing twice (DESIGN.md).
+    - ``android.collapse_key`` is set only for an explicit collapse key: FCM keeps at most four
+      collapse keys per device, so a per-notification key would make FCM drop stored messages.
+    - The subtitle, category and thread id have no FCM equivalent and are not sent.
+    """
+    c = req.content
+    msg: dict[str, Any] = {"token": req.device_token}
+    notification = {} if req.push_type == PushType.BACKGROUND else _set(title=c.title, body=c.body)
+    if notification:
+        msg["notification"] = notification
+    data = {**c.custom_data, **extra_custom}
+    if data:
+        msg["data"] = data
+    android: dict[str, Any] = {
+        "priority": req.priority.fcm_value,
+        "ttl": f"{fcm_ttl_seconds(req.expires_at, now)}s",
+    }
+    if req.collapse_key:
+        android["collapse_key"] = req.collapse_key
+    if notification:
+        shown: dict[str, Any] = {"tag": req.collapse_id}
+        if c.sound:
+            shown["sound"] = c.sound
+        if c.badge is not None:
+            shown["notification_count"] = c.badge
+        android["notification"] = shown
+    msg["android"] = android
+    return msg
+
+
+def fcm_payload_size(message: Mapping[str, Any]) -> int:
+    """Bytes of the FCM ``message`` object as compact UTF-8 JSON.
+
+    FCM does not document exactly which bytes its 4096-byte limit counts; counting the whole message
+    (token and android block included) over-estimates it, so a message that passes here is never
+    refused by FCM for its size. The price is roughly 250 bytes of headroom.
+    """
+    return len(_dumps(message))
+
+
+# --- Limits, sizes and truncation -------------------------------------------------------------
+
+
+def max_payload_bytes(req: NotificationRequest) -> int:
+    """The provider's payload limit for ``req``'s platform and push type."""
+    if req.platform == Platform.FCM:
+        return FCM_MAX_PAYLOAD
+    return APNS_MAX_VOIP_PAYLOAD if req.push_type == PushType.VOIP else APNS_MAX_PAYLOAD
+
+
+def payload_size(
+    req: NotificationRequest,
+    extra_custom: Mapping[str, str] = _NO_CUSTOM,
+    *,
+    now: datetime | None = None,
+) -> int:
+    """Bytes of the payload the provider will see, without the receipt token unless in extra_custom."""
+    if req.platform == Platform.FCM:
+        return fcm_payload_size(fcm_message(req, extra_custom, now=now))
+    return len(apns_payload(req, extra_custom))
+
+
+def payload_fits(req: NotificationRequest, *, now: datetime | None = None) -> bool:
+    """Whether the payload plus the receipt-token reserve is within the provider's limit."""
+    return payload_size(req, now=now) + RECEIPT_TOKEN_RESERVE_BYTES <= max_payload_bytes(req)
+
+
+def _shorten(text: str, keep: int) -> str:
+    """The first ``keep`` characters of ``text`` (cut between code points, so always valid UTF-8)
+    plus an ellipsis, without a dangling joiner, selector, space or half a flag at the cut."""
+    head = text[:keep].rstrip(_DANGLING)
+    flag_halves = len(head) - len(head.rstrip(_REGIONAL_INDICATORS))
+    if flag_halves % 2:
+        head = head[:-1].rstrip(_DANGLING)
+    return head + ELLIPSIS
+
+
+def _with_alert(req: NotificationRequest, name: str, value: str) -> NotificationRequest:
+    changes: dict[str, Any] = {name: value}
+    return dataclasses.replace(req, content=dataclasses.replace(req.content, **changes))
+
+
+def _longest_fitting(
+    req: NotificationRequest, name: str, text: str, fits: Callable[[NotificationRequest], bool]
+) -> NotificationRequest | None:
+    """``req`` with alert field ``name`` cut as little as possible to fit, or None if even the
+    shortest cut does not fit. Binary search over the number of characters kept."""
+    lo, hi = 0, len(text) - 1  # keeping all len(text) characters is the untruncated text
+    if not fits(_with_alert(req, name, _shorten(text, lo))):
+        return None
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits(_with_alert(req, name, _shorten(text, mid))):
+            lo = mid
+        else:
+            hi = mid - 1
+    return _with_alert(req, name, _shorten(text, lo))
+
+
+def truncate_alert(
+    req: NotificationRequest, limit: int | None = None, *, now: datetime | None = None
+) -> NotificationRequest | None:
+    """``req`` with its alert shortened so that payload + receipt-token reserve <= ``limit``.
+
+    ``limit`` defaults to :func:`max_payload_bytes`. The body is shortened first, then the title,
+    then the subtitle, each cut on a character boundary with "…" appended. Returns ``req`` itself if
+    it already fits, and None if no shortening can make it fit (custom data alone too big, or a
+    background push, whose payload has no alert).
+    """
+    budget = (max_payload_bytes(req) if limit is None else limit) - RECEIPT_TOKEN_RESERVE_BYTES
+
+    def fits(candidate: NotificationRequest) -> bool:
+        return payload_size(candidate, now=now) <= budget
+
+    if fits(req):
+        return req
+    current = req
+    for name in ("body", "title", "subtitle"):
+        text: str | None = getattr(current.content, name)
+        if not text:
+            continue
+        shortened = _longest_fitting(current, name, text, fits)
+        if shortened is not None:
+            return shortened
+        # Even the shortest cut is too big: keep this field minimal and shorten the next one.
+        minimal = min(text, ELLIPSIS, key=lambda s: len(_dumps(s)))
+        current = _with_alert(current, name, minimal)
+    return None
