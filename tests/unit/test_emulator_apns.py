@@ -31,8 +31,13 @@ def emulator(creds: ApnsCredentials) -> ApnsEmulator:
     return ApnsEmulator(ApnsConfig(keys=(key,), token_update_window=60.0))
 
 
+# One issue time for the whole module: like a real provider, the tests reuse one JWT, so a second
+# ticking over mid-test never looks like a token refresh (429 TooManyProviderTokenUpdates).
+MODULE_IAT = int(time.time())
+
+
 def sign(creds: ApnsCredentials, iat: int | None = None, **overrides: Any) -> str:
-    claims = {"iss": creds.team_id, "iat": int(time.time()) if iat is None else iat}
+    claims = {"iss": creds.team_id, "iat": MODULE_IAT if iat is None else iat}
     headers = {"kid": creds.key_id}
     headers.update(overrides.pop("headers", {}))
     claims.update(overrides)

@@ -47,9 +47,14 @@ def apns(emulators: ProviderEmulators) -> Iterator[EmulatorControl]:
         yield control
 
 
+# One issue time per module, as a provider reuses one JWT: a second ticking over between two
+# requests must not look like a token refresh (429 TooManyProviderTokenUpdates).
+MODULE_IAT = int(time.time())
+
+
 def provider_jwt(env: dict[str, str], iat: int | None = None) -> str:
     return jwt.encode(
-        {"iss": env["APNS_TEAM_ID"], "iat": int(time.time()) if iat is None else iat},
+        {"iss": env["APNS_TEAM_ID"], "iat": MODULE_IAT if iat is None else iat},
         Path(env["APNS_KEY_FILE"]).read_text(),
         algorithm="ES256",
         headers={"kid": env["APNS_KEY_ID"]},
