@@ -113,13 +113,19 @@ def normalise_device_token(platform: Platform, token: str) -> str:
 
 
 def validate_request(
-    req: NotificationRequest, *, now: datetime | None = None, truncate: bool = False
+    req: NotificationRequest,
+    *,
+    now: datetime | None = None,
+    truncate: bool = False,
+    check_expiry: bool = True,
 ) -> NotificationRequest:
     """``req`` checked against every rule the providers and fallback senders enforce.
 
     Returns the request to produce: ``req`` itself, or a copy with the APNs token normalised to
     lower case and, with ``truncate=True``, the alert shortened to fit the payload limit.
     ``now`` (tz-aware; default: the current time) is what ``expires_at`` must lie after.
+    ``check_expiry=False`` skips that one rule: the dispatcher turns an expired request into an
+    EXPIRED outcome, not a dead letter.
     """
     if now is None:
         now = datetime.now(UTC)
@@ -127,7 +133,7 @@ def validate_request(
         raise ValueError("now must be timezone-aware")
     _check_identity(req)
     token = normalise_device_token(req.platform, req.device_token)
-    _check_times(req, now)
+    _check_times(req, now, check_expiry)
     _check_delivery_options(req)
     _check_content(req)
     if req.fallback is not None:
@@ -168,9 +174,9 @@ def _check_identity(req: NotificationRequest) -> None:
         )
 
 
-def _check_times(req: NotificationRequest, now: datetime) -> None:
+def _check_times(req: NotificationRequest, now: datetime, check_expiry: bool) -> None:
     # Naive datetimes never get here: constructing the event refuses them (schemas._convert).
-    if req.expires_at <= now:
+    if check_expiry and req.expires_at <= now:
         raise ValidationError(
             "expires_at",
             f"{req.expires_at.isoformat()} is not in the future (now {now.isoformat()})",

@@ -31,7 +31,11 @@ class _Parser(argparse.ArgumentParser):
 def _cmd_emulate_stack(args: argparse.Namespace) -> int:
     from pushline.stack import run_stack_forever  # noqa: PLC0415 - keep `pushline --help` fast
 
-    return run_stack_forever(kafka_port=args.kafka_port, registry_port=args.registry_port)
+    return run_stack_forever(
+        kafka_port=args.kafka_port,
+        registry_port=args.registry_port,
+        providers=not args.no_providers,
+    )
 
 
 def _cmd_topics_ensure(args: argparse.Namespace) -> int:
@@ -130,6 +134,12 @@ def _cmd_send(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_dispatcher(args: argparse.Namespace) -> int:
+    from dispatcher._service import run_dispatcher_service  # noqa: PLC0415
+
+    return run_dispatcher_service(os.environ)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from pushline.demo import run_demo  # noqa: PLC0415
 
@@ -143,10 +153,15 @@ def _build_parser() -> argparse.ArgumentParser:
     emulate = sub.add_parser("emulate", help="run emulators for development and tests")
     emulate_sub = emulate.add_subparsers(dest="what", required=True, parser_class=_Parser)
     stack = emulate_sub.add_parser(
-        "stack", help="embedded broker + schema registry; prints NAME=value lines, then READY"
+        "stack",
+        help="embedded broker, schema registry, APNs and FCM emulators; prints NAME=value "
+        "lines, then READY",
     )
     stack.add_argument("--kafka-port", type=int, default=0, help="default: a free port")
     stack.add_argument("--registry-port", type=int, default=0, help="default: a free port")
+    stack.add_argument(
+        "--no-providers", action="store_true", help="without the APNs and FCM emulators"
+    )
     stack.set_defaults(func=_cmd_emulate_stack)
 
     topics = sub.add_parser("topics", help="manage the pipeline's topics")
@@ -207,6 +222,11 @@ def _build_parser() -> argparse.ArgumentParser:
     send.add_argument("--truncate", action="store_true", help="shorten an alert that is too large")
     send.add_argument("--json", action="store_true", help="print a JSON object")
     send.set_defaults(func=_cmd_send)
+
+    dispatcher = sub.add_parser(
+        "dispatcher", help="consume push.requests and push.retries, send to APNs and FCM"
+    )
+    dispatcher.set_defaults(func=_cmd_dispatcher)
 
     demo = sub.add_parser("demo", help="run the pipeline on the embedded stack and report")
     demo.add_argument("--notifications", type=int, default=5)

@@ -27,6 +27,7 @@ __all__ = [
     "KafkaConfig",
     "SchemaRegistryConfig",
     "TopicsConfig",
+    "config_from_env",
     "env_field",
 ]
 
@@ -84,6 +85,10 @@ def _from_env(cls: type[T], env: Mapping[str, str], **overrides: Any) -> T:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise ConfigError(f"{names.split(',')[0]} is not set")
     return cls(**values)
+
+
+#: The one reader of ``env_field`` dataclasses, for the configuration classes of every package.
+config_from_env = _from_env
 
 
 def _librdkafka_passthrough(env: Mapping[str, str]) -> dict[str, str]:

@@ -10,19 +10,25 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from pushline._tansu import TansuBroker
 from pushline.errors import StackError
+
+if TYPE_CHECKING:
+    from pushline.emulators._runner import ProviderEmulators
+    from pushline.emulators.registry import RegistryServer
 
 __all__ = ["DevStack", "StackHandle", "run_stack_forever", "spawn_stack", "stack_from_env_or_spawn"]
 
@@ -32,31 +38,49 @@ READY_LINE = "READY"
 class DevStack:
     """Starts and stops every embedded service in this process (the broker as a child process)."""
 
-    def __init__(self, *, kafka_port: int = 0, registry_port: int = 0, log_dir: Path | None = None):
-        self._broker = TansuBroker(
-            port=kafka_port, log_file=log_dir / "tansu.log" if log_dir else None
-        )
+    def __init__(
+        self,
+        *,
+        kafka_port: int = 0,
+        registry_port: int = 0,
+        providers: bool = True,
+        workdir: Path | None = None,
+    ):
+        # The work directory holds the generated CA, test credentials and the emulators' logs.
+        self._own_workdir = workdir is None
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="pushline-stack-"))
+        self._broker = TansuBroker(port=kafka_port, log_file=self.workdir / "tansu.log")
         self._registry_port = registry_port
-        self._registry: object | None = None
+        self._with_providers = providers
+        self._registry: RegistryServer | None = None
+        self._providers: ProviderEmulators | None = None
         self._env: dict[str, str] = {}
 
     def start(self) -> dict[str, str]:
-        from pushline.emulators.registry import RegistryServer  # noqa: PLC0415 - server deps load late
+        from pushline.emulators._runner import ProviderEmulators  # noqa: PLC0415 - loads late
+        from pushline.emulators.registry import RegistryServer  # noqa: PLC0415
+        from schemas.receipt_token import generate_receipt_token_keys  # noqa: PLC0415
 
         try:
             self._broker.start()
-            registry = RegistryServer(port=self._registry_port)
-            registry.start()
-            self._registry = registry
+            self._registry = RegistryServer(port=self._registry_port)
+            self._registry.start()
+            self._env = {
+                "KAFKA_BOOTSTRAP_SERVERS": self._broker.bootstrap_servers,
+                "SCHEMA_REGISTRY_URL": self._registry.url,
+                # A single embedded broker holds one replica of everything.
+                "PUSHLINE_TOPIC_REPLICATION_FACTOR": "1",
+                # A fresh key per stack: receipt tokens of one stack mean nothing to another.
+                "PUSHLINE_RECEIPT_TOKEN_KEYS": generate_receipt_token_keys(),
+            }
+            if self._with_providers:
+                self._providers = ProviderEmulators(self.workdir / "providers")
+                self._env.update(self._providers.start())
+                self._env["APNS_H2_URL"] = self._providers.apns_h2_url
+                self._env["FCM_H2_URL"] = self._providers.fcm_h2_url
         except BaseException:
             self.stop()
             raise
-        self._env = {
-            "KAFKA_BOOTSTRAP_SERVERS": self._broker.bootstrap_servers,
-            "SCHEMA_REGISTRY_URL": registry.url,
-            # A single embedded broker holds one replica of everything.
-            "PUSHLINE_TOPIC_REPLICATION_FACTOR": "1",
-        }
         return dict(self._env)
 
     @property
@@ -67,10 +91,15 @@ class DevStack:
         return self._broker.running()
 
     def stop(self) -> None:
+        providers, self._providers = self._providers, None
+        if providers is not None:
+            providers.stop()
         registry, self._registry = self._registry, None
         if registry is not None:
-            registry.stop()  # type: ignore[attr-defined]
+            registry.stop()
         self._broker.stop()
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def run_stack_forever(out: IO[str] = sys.stdout, **kwargs: object) -> int:

@@ -176,6 +176,14 @@ def test_expires_at_in_another_timezone_is_compared_as_an_instant() -> None:
     refused(make(expires_at=datetime(2030, 1, 1, 13, 30, tzinfo=plus_two)), "expires_at")
 
 
+def test_expiry_check_can_be_skipped_but_nothing_else() -> None:
+    expired = make(expires_at=NOW - timedelta(seconds=1))
+    assert validate_request(expired, now=NOW, check_expiry=False) == expired
+    with pytest.raises(ValidationError) as info:
+        validate_request(replace(expired, app_id=""), now=NOW, check_expiry=False)
+    assert info.value.field == "app_id"
+
+
 def test_send_at_must_be_before_expires_at() -> None:
     expires = NOW + timedelta(hours=1)
     refused(make(expires_at=expires, send_at=expires), "send_at")

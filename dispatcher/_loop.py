@@ -1,0 +1,694 @@
+"""The dispatcher: a consumer group on push.requests and push.retries that sends to APNs and FCM.
+
+Two threads share the work:
+
+- the **consumer thread** owns the librdkafka consumer: it fetches, pauses retry partitions until
+  their ``not_before`` (no busy waiting), commits, and handles rebalances (rebuilding the
+  duplicate filter on assignment, draining in-flight sends on revocation);
+- the **event loop** owns everything else: decoding, per-device ordering, provider sends over
+  HTTP/2, in-process retries, and producing outcomes. Delivery reports are served on the loop, so
+  offset bookkeeping happens in one place.
+
+An offset is committed only after every event it caused (outcome, retry, dead letter) was
+acknowledged by the broker, for it and for every earlier offset of its partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+from dispatcher._config import DispatcherConfig
+from dispatcher._dedupe import (
+    HEADER_NOTIFICATION_ID,
+    HEADER_TERMINAL,
+    TerminalIds,
+    load_terminal_ids,
+)
+from dispatcher._offsets import PartitionOffsets
+from dispatcher._results import Action, SendResult
+from producers import PRODUCER_SETTINGS
+from producers._validation import validate_request
+from pushline.config import KafkaConfig, SchemaRegistryConfig, TopicsConfig
+from pushline.dlq import dead_letter_headers
+from pushline.errors import CodecError, DeliveryError, ValidationError
+from pushline.headers import message_headers
+from pushline.ops import DispatcherMetrics
+from schemas import (
+    DispatchOutcome,
+    EventDeserializer,
+    EventSerializer,
+    NotificationRequest,
+    OutcomeState,
+    is_poison,
+    make_registry_client,
+)
+from schemas.payloads import RECEIPT_TOKEN_KEY
+
+__all__ = ["HEADER_NOT_BEFORE", "Dispatcher", "ProviderSender"]
+
+log = logging.getLogger("pushline.dispatcher")
+
+HEADER_NOT_BEFORE = "pushline.not_before_ms"
+DEDUPE_WINDOW_S = 7 * 86_400.0
+
+Headers = list[tuple[str, str | bytes | None]]
+
+
+class ProviderSender(Protocol):
+    async def send(
+        self, request: NotificationRequest, *, extra_custom: Mapping[str, str] = ...
+    ) -> SendResult: ...
+
+
+@dataclass
+class _Work:
+    """One consumed message on its way to an acknowledged outcome."""
+
+    msg: Message
+    topic: str
+    partition: int
+    offset: int
+    request: NotificationRequest | None = None
+    headers: Headers = field(default_factory=list)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        kafka: KafkaConfig,
+        registry: SchemaRegistryConfig,
+        topics: TopicsConfig,
+        config: DispatcherConfig,
+        sender: ProviderSender,
+        receipt_token: Callable[[NotificationRequest], str] | None = None,
+        metrics: DispatcherMetrics | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.kafka = kafka
+        self.topics = topics
+        self.config = config
+        self._sender = sender
+        self._receipt_token = receipt_token
+        self._metrics = metrics
+        self._clock = clock
+        client = make_registry_client(registry)
+        self._decode = EventDeserializer(NotificationRequest, client)
+        self._encode_outcome = EventSerializer(
+            DispatchOutcome, client, auto_register=registry.auto_register
+        )
+        self._encode_request = EventSerializer(
+            NotificationRequest, client, auto_register=registry.auto_register
+        )
+        self._outcome_ctx = SerializationContext(topics.outcomes, MessageField.VALUE)
+        self._retry_ctx = SerializationContext(topics.retries, MessageField.VALUE)
+        self._producer = Producer(kafka.to_librdkafka(**{**PRODUCER_SETTINGS, "linger.ms": 2}))
+        self._consumer = Consumer(
+            kafka.to_librdkafka(
+                **{
+                    "group.id": config.group_id,
+                    "enable.auto.commit": False,
+                    "auto.offset.reset": "earliest",
+                    "partition.assignment.strategy": "range",  # same partition of both topics
+                    "session.timeout.ms": config.session_timeout_ms,
+                    "enable.partition.eof": False,
+                    "statistics.interval.ms": 5000,
+                    "stats_cb": self._on_stats,
+                }
+            )
+        )
+        self._lock = threading.Lock()  # offsets and assignment, shared by the two threads
+        self._offsets: dict[tuple[str, int], PartitionOffsets] = {}
+        self._terminal: dict[int, TerminalIds] = {}
+        self._assigned: set[tuple[str, int]] = set()
+        self._resume_at: dict[tuple[str, int], float] = {}
+        self._device_queues: dict[str, deque[_Work]] = {}
+        self._in_flight = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = threading.Event()
+        self._fatal: BaseException | None = None
+        self._ready = threading.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.stats: dict[str, int] = {"processed": 0, "dlq": 0, "duplicates": 0}
+
+    # ----------------------------------------------------------------- public
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set() and self._fatal is None
+
+    @property
+    def healthy(self) -> bool:
+        """False once the dispatcher hit an error it cannot recover from in process."""
+        return self._fatal is None
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def stop(self) -> None:
+        """Ask the dispatcher to drain, commit and leave the group (thread-safe, idempotent)."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Run until :meth:`stop`; raises if a broker acknowledgement failed."""
+        self._loop = asyncio.get_running_loop()
+        self._consumer.subscribe(
+            [self.topics.requests, self.topics.retries],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
+        consumer_thread = threading.Thread(
+            target=self._consume_forever, name="pushline-consumer", daemon=True
+        )
+        consumer_thread.start()
+        try:
+            while consumer_thread.is_alive():
+                self._producer.poll(0)
+                await asyncio.sleep(0.002 if self._in_flight else 0.02)
+        finally:
+            self._stopping.set()
+            consumer_thread.join(timeout=self.config.drain_timeout_s + 30)
+            self._producer.flush(10)
+        if self._fatal is not None:
+            raise self._fatal
+
+    # ------------------------------------------------------- consumer thread
+
+    def _consume_forever(self) -> None:
+        last_commit = time.monotonic()
+        try:
+            while not self._stopping.is_set() and self._fatal is None:
+                self._resume_due()
+                if self._in_flight >= self.config.max_in_flight:
+                    time.sleep(0.005)  # backpressure; librdkafka heartbeats on its own thread
+                    msgs = []
+                else:
+                    msgs = self._consumer.consume(500, timeout=0.05)
+                batch = self._admit(msgs)
+                if batch:
+                    self._call_in_loop(self._accept, batch)
+                now = time.monotonic()
+                if now - last_commit >= self.config.commit_interval_s:
+                    self._commit(asynchronous=True)
+                    last_commit = now
+            self._drain(None)
+            self._commit(asynchronous=False)
+        except BaseException as exc:
+            log.exception("consumer thread failed")
+            self._fatal = self._fatal or exc
+        finally:
+            with contextlib.suppress(Exception):
+                self._consumer.close()  # leaves the group (revocation drains and commits first)
+            self._ready.clear()
+
+    def _call_in_loop(self, fn: Callable[..., Any], *args: Any) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(fn, *args)
+
+    def _admit(self, msgs: list[Message]) -> list[_Work]:
+        """Messages to work on now; a retry whose time has not come pauses its partition."""
+        now_ms = time.time() * 1000
+        held: set[tuple[str, int]] = set()
+        batch: list[_Work] = []
+        for msg in msgs:
+            err = msg.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consumer error: %s", err)
+                continue
+            topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
+            tp = (topic, partition)
+            if tp in held:
+                continue
+            if topic == self.topics.retries:
+                not_before = _header_int(msg, HEADER_NOT_BEFORE)
+                if not_before is not None and not_before > now_ms:
+                    # Pause until not_before and rewind to this message: nothing after it in this
+                    # partition is taken either, so the committed offset never skips it.
+                    held.add(tp)
+                    ktp = TopicPartition(topic, partition, offset)
+                    self._consumer.pause([ktp])
+                    self._consumer.seek(ktp)
+                    self._resume_at[tp] = not_before / 1000
+                    continue
+            with self._lock:
+                if tp not in self._assigned:
+                    continue
+                self._offsets.setdefault(tp, PartitionOffsets()).taken(offset)
+            self._in_flight += 1
+            if self._metrics is not None:
+                self._metrics.inflight_sends.set(self._in_flight)
+            batch.append(_Work(msg=msg, topic=topic, partition=partition, offset=offset))
+        return batch
+
+    def _resume_due(self) -> None:
+        if not self._resume_at:
+            return
+        now = time.time()
+        due = [tp for tp, at in self._resume_at.items() if at <= now]
+        for tp in due:
+            del self._resume_at[tp]
+            if tp in self._assigned:
+                self._consumer.resume([TopicPartition(*tp)])
+
+    def _commit(self, *, asynchronous: bool, only: set[tuple[str, int]] | None = None) -> None:
+        with self._lock:
+            positions = []
+            for tp, offsets in self._offsets.items():
+                if only is not None and tp not in only:
+                    continue
+                position = offsets.committable()
+                if position is not None:
+                    positions.append((tp, position, offsets))
+        if not positions:
+            return
+        offsets_to_commit = [TopicPartition(t, p, pos) for (t, p), pos, _ in positions]
+        try:
+            if asynchronous:
+                self._consumer.commit(offsets=offsets_to_commit, asynchronous=True)
+            else:
+                self._consumer.commit(offsets=offsets_to_commit, asynchronous=False)
+        except KafkaException as exc:  # a failed commit is retried by the next one
+            log.warning("commit failed: %s", exc)
+            return
+        with self._lock:
+            for _, position, offsets in positions:
+                offsets.committed(position)
+        if self._metrics is not None:
+            self._metrics.commits.inc()
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        numbers = {tp.partition for tp in partitions} - set(self._terminal)
+        try:
+            rebuilt = load_terminal_ids(
+                self.kafka, self.topics.outcomes, numbers, window_s=DEDUPE_WINDOW_S
+            )
+        except Exception as exc:
+            # Without the filter a redelivered request could be sent twice: better to stop.
+            self._fatal = exc
+            raise
+        with self._lock:
+            self._terminal.update(rebuilt)
+            for tp in partitions:
+                self._assigned.add((tp.topic, tp.partition))
+        log.info(
+            "assigned %s; %d finished ids restored",
+            sorted((tp.topic, tp.partition) for tp in partitions),
+            sum(len(t) for t in rebuilt.values()),
+        )
+        self._ready.set()
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        revoked = {(tp.topic, tp.partition) for tp in partitions}
+        with self._lock:
+            self._assigned -= revoked
+        self._drain(revoked)
+        self._commit(asynchronous=False, only=revoked)
+        with self._lock:
+            for tp in revoked:
+                self._offsets.pop(tp, None)
+                self._resume_at.pop(tp, None)
+            still = {p for _, p in self._assigned}
+            for number in set(self._terminal) - still:
+                del self._terminal[number]
+
+    def _drain(self, which: set[tuple[str, int]] | None) -> None:
+        """Wait (bounded) until the given partitions (None: all) have nothing in flight."""
+        deadline = time.monotonic() + self.config.drain_timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                busy = [
+                    tp
+                    for tp, offsets in self._offsets.items()
+                    if len(offsets) and (which is None or tp in which)
+                ]
+            if not busy:
+                return
+            time.sleep(0.01)
+        log.warning("drain timed out; uncommitted work will be redelivered: %s", busy)
+
+    def _on_stats(self, stats_json: str) -> None:
+        if self._metrics is not None:
+            self._metrics.update_lag_from_stats(stats_json)
+
+    # ------------------------------------------------------------ event loop
+
+    def _accept(self, batch: list[_Work]) -> None:
+        for work in batch:
+            try:
+                self._route(work)
+            except Exception as exc:  # never lose a message to a bug: dead-letter it
+                log.exception("unexpected error routing %s:%s", work.topic, work.offset)
+                self._dead_letter(work, exc, "InternalError")
+
+    def _route(self, work: _Work) -> None:
+        msg = work.msg
+        work.headers = [(k, v) for k, v in message_headers(msg) if k == "traceparent"]
+        try:
+            request = self._decode(
+                msg.value(), SerializationContext(work.topic, MessageField.VALUE)
+            )
+            request = validate_request(request, check_expiry=False)
+        except CodecError as exc:
+            if not is_poison(exc):
+                # The registry is unreachable, not the message bad: try again shortly.
+                self._spawn(self._retry_decode(work))
+                return
+            self._dead_letter(work, exc)
+            return
+        except ValidationError as exc:
+            self._dead_letter(work, exc)
+            return
+        self._enqueue(work, request)
+
+    async def _retry_decode(self, work: _Work) -> None:
+        await asyncio.sleep(1.0)
+        self._route(work)
+
+    def _enqueue(self, work: _Work, request: NotificationRequest) -> None:
+        work.request = request
+        terminal = self._terminal.get(work.partition)
+        if terminal is not None and request.notification_id in terminal:
+            self.stats["duplicates"] += 1
+            self._emit(work, self._outcome(request, OutcomeState.DUPLICATE, reason="Duplicate"))
+            return
+        queue = self._device_queues.get(request.key)
+        if queue is not None:  # a send for this device is in flight: keep per-device order
+            queue.append(work)
+            return
+        self._device_queues[request.key] = deque([work])
+        self._spawn(self._device_worker(request.key))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _device_worker(self, key: str) -> None:
+        queue = self._device_queues[key]
+        try:
+            while queue:
+                work = queue[0]
+                try:
+                    await self._process(work)
+                except Exception as exc:
+                    log.exception("unexpected error sending %s", work.request)
+                    self._dead_letter(work, exc, "InternalError")
+                queue.popleft()
+        finally:
+            del self._device_queues[key]
+
+    async def _process(self, work: _Work) -> None:
+        request = work.request
+        assert request is not None
+        terminal = self._terminal.get(work.partition)
+        if terminal is not None and request.notification_id in terminal:
+            self.stats["duplicates"] += 1
+            self._emit(work, self._outcome(request, OutcomeState.DUPLICATE, reason="Duplicate"))
+            return
+        extra = {}
+        if self._receipt_token is not None:
+            extra[RECEIPT_TOKEN_KEY] = self._receipt_token(request)
+        attempt = request.attempt
+        while True:
+            if request.expires_at <= self._clock():
+                self._emit(work, self._outcome(request, OutcomeState.EXPIRED, reason="Expired"))
+                return
+            attempt += 1
+            sent_at = self._clock()
+            result = await self._sender.send(request, extra_custom=extra)
+            self._observe(request, result)
+            if result.action is not Action.RETRY and result.action is not Action.CONFIG_ALERT:
+                self._emit(work, self._final_outcome(request, result, attempt, sent_at))
+                return
+            if attempt >= self.config.max_attempts:
+                outcome = self._outcome(
+                    request,
+                    OutcomeState.FAILED,
+                    result=result,
+                    attempt=attempt,
+                    sent_at=sent_at,
+                    reason=f"AttemptsExhausted:{result.reason or 'Unknown'}",
+                )
+                self._emit(work, outcome)
+                return
+            wait = self._backoff(attempt, result.retry_after)
+            if wait <= self.config.in_process_retry_max_s:
+                self._count_retry(request, "in_process")
+                await asyncio.sleep(wait)
+                continue
+            self._count_retry(request, "topic")
+            self._schedule_retry(work, request, result, attempt, sent_at, wait)
+            return
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        """Exponential backoff with jitter (half fixed, half random), never below Retry-After."""
+        ceiling = min(
+            self.config.backoff_max_s, self.config.backoff_base_s * float(2 ** (attempt - 1))
+        )
+        wait = ceiling / 2 + random.uniform(0, ceiling / 2)
+        return max(wait, retry_after or 0.0)
+
+    def _final_outcome(
+        self, request: NotificationRequest, result: SendResult, attempt: int, sent_at: datetime
+    ) -> DispatchOutcome:
+        state = {
+            Action.ACCEPTED: OutcomeState.ACCEPTED,
+            Action.INVALID_TOKEN: OutcomeState.INVALID_TOKEN,
+            Action.SUSPECT_TOKEN: OutcomeState.INVALID_TOKEN,
+            Action.REJECT: OutcomeState.REJECTED,
+        }.get(result.action, OutcomeState.FAILED)
+        return self._outcome(
+            request, state, result=result, attempt=attempt, sent_at=sent_at, reason=result.reason
+        )
+
+    def _outcome(
+        self,
+        request: NotificationRequest,
+        state: OutcomeState,
+        *,
+        result: SendResult | None = None,
+        attempt: int | None = None,
+        sent_at: datetime | None = None,
+        reason: str | None = None,
+    ) -> DispatchOutcome:
+        return DispatchOutcome(
+            notification_id=request.notification_id,
+            device_key=request.key,
+            device_token=request.device_token,
+            platform=request.platform,
+            app_id=request.app_id,
+            user_id=request.user_id,
+            state=state,
+            provider_status=result.status if result else None,
+            reason=reason,
+            provider_message_id=result.provider_id if result else None,
+            attempt=request.attempt if attempt is None else attempt,
+            latency_ms=result.latency_ms if result else None,
+            requested_at=request.created_at,
+            sent_at=sent_at,
+            decided_at=self._clock(),
+            token_invalid_since=result.invalid_since if result else None,
+            receipt_deadline_ms=request.receipt_deadline_ms,
+            fallback=request.fallback,
+            collapse_id=request.collapse_id,
+        )
+
+    def _emit(self, work: _Work, outcome: DispatchOutcome) -> None:
+        """Produce ``outcome``; its offset is done once the broker acknowledged it."""
+        terminal = outcome.state is not OutcomeState.RETRY_SCHEDULED
+        headers: Headers = [
+            *work.headers,
+            (HEADER_NOTIFICATION_ID, outcome.notification_id),
+            (HEADER_TERMINAL, "1" if terminal else "0"),
+        ]
+        value = self._encode_outcome(outcome, self._outcome_ctx)
+        if self._metrics is not None:
+            self._metrics.sends.labels(
+                outcome.app_id, outcome.platform.value, outcome.state.value, outcome.reason or ""
+            ).inc()
+
+        # Marked finished now, not at the acknowledgement: the next request for this device may be
+        # a duplicate of this one and must see it. Should the broker refuse the outcome, the
+        # dispatcher stops before committing, and the filter is rebuilt from what was written.
+        if terminal and outcome.state is not OutcomeState.DUPLICATE:
+            ids = self._terminal.get(work.partition)
+            if ids is not None:
+                ids.add(outcome.notification_id)
+
+        def delivered(err: KafkaError | None, msg: Message) -> None:
+            if err is not None:
+                self._delivery_failed(err, self.topics.outcomes)
+                return
+            if self._metrics is not None:
+                self._metrics.outcomes_produced.inc()
+            self._finish(work)
+
+        self._produce(self.topics.outcomes, outcome.device_key, value, headers, delivered)
+
+    def _schedule_retry(
+        self,
+        work: _Work,
+        request: NotificationRequest,
+        result: SendResult,
+        attempt: int,
+        sent_at: datetime,
+        wait: float,
+    ) -> None:
+        """push.retries gets the request with its attempt count and not_before; push.outcomes a
+        RETRY_SCHEDULED outcome. The offset is done when both were acknowledged."""
+        not_before = self._clock() + timedelta(seconds=wait)
+        retry = _replace(request, attempt=attempt, not_before=not_before)
+        pending = [2]
+
+        def delivered(err: KafkaError | None, msg: Message) -> None:
+            if err is not None:
+                self._delivery_failed(err, msg.topic() or "")
+                return
+            pending[0] -= 1
+            if pending[0] == 0:
+                self._finish(work)
+
+        headers: Headers = [
+            *work.headers,
+            (HEADER_NOT_BEFORE, str(int(not_before.timestamp() * 1000))),
+        ]
+        self._produce(
+            self.topics.retries,
+            request.key,
+            self._encode_request(retry, self._retry_ctx),
+            headers,
+            delivered,
+        )
+        outcome = self._outcome(
+            request,
+            OutcomeState.RETRY_SCHEDULED,
+            result=result,
+            attempt=attempt,
+            sent_at=sent_at,
+            reason=result.reason,
+        )
+        outcome_headers: Headers = [
+            *work.headers,
+            (HEADER_NOTIFICATION_ID, outcome.notification_id),
+            (HEADER_TERMINAL, "0"),
+        ]
+        self._produce(
+            self.topics.outcomes,
+            request.key,
+            self._encode_outcome(outcome, self._outcome_ctx),
+            outcome_headers,
+            delivered,
+        )
+
+    def _dead_letter(
+        self, work: _Work, error: BaseException, error_class: str | None = None
+    ) -> None:
+        msg = work.msg
+        self.stats["dlq"] += 1
+        if self._metrics is not None:
+            self._metrics.dlq.labels(work.topic, error_class or type(error).__name__).inc()
+        log.warning("dead-lettered %s[%d]@%d: %s", work.topic, work.partition, work.offset, error)
+        headers = dead_letter_headers(
+            work.topic, work.partition, work.offset, error, error_class, message_headers(msg)
+        )
+
+        def delivered(err: KafkaError | None, m: Message) -> None:
+            if err is not None:
+                self._delivery_failed(err, self.topics.dlq)
+                return
+            self._finish(work)
+
+        key = msg.key()
+        self._produce(
+            self.topics.dlq,
+            key.decode("utf-8", "replace") if key else None,
+            msg.value(),
+            headers,
+            delivered,
+        )
+
+    def _produce(
+        self,
+        topic: str,
+        key: str | None,
+        value: bytes | None,
+        headers: Headers,
+        on_delivery: Callable[[KafkaError | None, Message], None],
+    ) -> None:
+        while True:
+            try:
+                self._producer.produce(
+                    topic, key=key, value=value, headers=headers, on_delivery=on_delivery
+                )
+                return
+            except BufferError:
+                self._producer.poll(0.05)
+
+    def _finish(self, work: _Work) -> None:
+        self._in_flight -= 1
+        if self._metrics is not None:
+            self._metrics.inflight_sends.set(self._in_flight)
+        self.stats["processed"] += 1
+        with self._lock:
+            offsets = self._offsets.get((work.topic, work.partition))
+            if offsets is not None:
+                offsets.done(work.offset)
+
+    def _delivery_failed(self, err: KafkaError, topic: str) -> None:
+        # The idempotent producer already retried for message.timeout.ms. Committing past this
+        # offset would lose the notification, so stop; the group redelivers from the last commit.
+        log.error("broker did not acknowledge an event on %s: %s", topic, err.str())
+        self._fatal = self._fatal or DeliveryError(
+            f"broker did not acknowledge an event on {topic}: {err.str()}", topic=topic
+        )
+        self._stopping.set()
+
+    def _observe(self, request: NotificationRequest, result: SendResult) -> None:
+        if self._metrics is None:
+            return
+        self._metrics.provider_latency.labels(request.platform.value).observe(
+            result.latency_ms / 1000
+        )
+
+    def _count_retry(self, request: NotificationRequest, kind: str) -> None:
+        if self._metrics is not None:
+            self._metrics.retries.labels(request.platform.value, kind).inc()
+
+
+def _header_int(msg: Message, name: str) -> int | None:
+    for key, value in message_headers(msg):
+        if key == name and value:
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _replace(request: NotificationRequest, **changes: Any) -> NotificationRequest:
+    import dataclasses  # noqa: PLC0415
+
+    return dataclasses.replace(request, **changes)

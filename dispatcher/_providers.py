@@ -1,0 +1,86 @@
+"""Route a NotificationRequest to the right provider client for its app and platform."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+
+from dispatcher._apns import ApnsClient
+from dispatcher._apps import AppRegistry
+from dispatcher._fcm import FcmClient
+from dispatcher._results import Action, PushlineReason, SendResult
+from dispatcher._transport import HttpxTransport, Transport
+from schemas import NotificationRequest, Platform
+
+__all__ = ["ProviderClients", "TransportFactory", "default_transport_factory"]
+
+TransportFactory = Callable[[str | None], Transport]
+"""Makes a transport trusting ``ca_file`` (None: the system store)."""
+
+_NO_CUSTOM: Mapping[str, str] = MappingProxyType({})
+
+
+def default_transport_factory(ca_file: str | None) -> Transport:
+    return HttpxTransport(ca_file=ca_file)
+
+
+class ProviderClients:
+    """One client per (app, platform), created on first use, each with its own transport (APNs
+    wants one team per connection). Never raises for a request: an app or platform without
+    credentials is a CONFIG_ALERT result with reason UnknownApp."""
+
+    def __init__(
+        self,
+        registry: AppRegistry,
+        transport_factory: TransportFactory = default_transport_factory,
+        *,
+        timeout: float = 10.0,
+    ) -> None:
+        self.registry = registry
+        self._transport_factory = transport_factory
+        self._timeout = timeout
+        self._clients: dict[tuple[str, Platform], ApnsClient | FcmClient] = {}
+        self._transports: list[Transport] = []
+
+    def client(self, app_id: str, platform: Platform) -> ApnsClient | FcmClient | None:
+        """The client for ``app_id`` on ``platform``, or None when it has no credentials there."""
+        key = (app_id, platform)
+        client = self._clients.get(key)
+        if client is not None:
+            return client
+        # No await between the lookup and the insert: concurrent sends never build two clients.
+        if platform is Platform.APNS:
+            apns = self.registry.apns(app_id)
+            if apns is None:
+                return None
+            transport = self._transport_factory(apns.ca_file)
+            client = ApnsClient(apns, transport, timeout=self._timeout)
+        else:
+            fcm = self.registry.fcm(app_id)
+            if fcm is None:
+                return None
+            transport = self._transport_factory(fcm.ca_file)
+            client = FcmClient(fcm, transport, timeout=self._timeout)
+        self._transports.append(transport)
+        self._clients[key] = client
+        return client
+
+    async def send(
+        self, req: NotificationRequest, extra_custom: Mapping[str, str] = _NO_CUSTOM
+    ) -> SendResult:
+        client = self.client(req.app_id, req.platform)
+        if client is None:
+            return SendResult(
+                platform=req.platform,
+                action=Action.CONFIG_ALERT,
+                reason=PushlineReason.UNKNOWN_APP,
+                collapse_id=req.collapse_id,
+                error=f"no {req.platform.value} credentials for app {req.app_id!r}",
+            )
+        return await client.send(req, extra_custom=extra_custom)
+
+    async def aclose(self) -> None:
+        transports, self._transports = self._transports, []
+        self._clients.clear()
+        for transport in transports:
+            await transport.aclose()

@@ -1,0 +1,81 @@
+"""``pushline dispatcher``: the dispatcher as a long-running process.
+
+Configuration comes from the environment; ``/metrics``, ``/healthz`` and ``/readyz`` are served on
+``PUSHLINE_OPS_PORT``; logs are JSON lines on stderr. SIGTERM (or SIGINT) drains in-flight sends,
+flushes, commits and leaves the group within ``PUSHLINE_DISPATCHER_DRAIN_TIMEOUT_S`` plus a few
+seconds; the exit code is 0 then, 1 if the broker refused an event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+
+from dispatcher._apps import AppRegistry
+from dispatcher._config import DispatcherConfig
+from dispatcher._loop import Dispatcher
+from dispatcher._providers import ProviderClients
+from pushline.config import KafkaConfig, SchemaRegistryConfig, TopicsConfig
+from pushline.ops import OpsConfig, OpsServer, configure_json_logging, dispatcher_metrics
+from schemas import NotificationRequest
+from schemas.receipt_token import ReceiptTokenConfig
+
+__all__ = ["run_dispatcher_service"]
+
+log = logging.getLogger("pushline.dispatcher")
+
+
+def run_dispatcher_service(env: Mapping[str, str]) -> int:
+    ops = OpsConfig.from_env(env)
+    configure_json_logging(ops.log_level, "dispatcher")
+    kafka = KafkaConfig.from_env(env)
+    registry = SchemaRegistryConfig.from_env(env)
+    topics = TopicsConfig.from_env(env)
+    config = DispatcherConfig.from_env(env)
+    apps = AppRegistry.from_env(env)
+    receipts = ReceiptTokenConfig.from_env(env)
+    signer = receipts.signer()
+    ttl = timedelta(seconds=receipts.ttl_seconds)
+
+    def receipt_token(request: NotificationRequest) -> str:
+        return signer.sign(request.notification_id, request.key, datetime.now(UTC) + ttl)
+
+    metrics = dispatcher_metrics()
+
+    async def main() -> None:
+        clients = ProviderClients(apps, timeout=config.send_timeout_s)
+        dispatcher = Dispatcher(
+            kafka=kafka,
+            registry=registry,
+            topics=topics,
+            config=config,
+            sender=clients,
+            receipt_token=receipt_token,
+            metrics=metrics,
+        )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, dispatcher.stop)
+        server = OpsServer.from_config(
+            ops,
+            metrics.registry,
+            ready=lambda: (dispatcher.ready, "waiting for a partition assignment"),
+            healthy=lambda: dispatcher.healthy,
+        )
+        server.start()
+        log.info(
+            "dispatcher starting",
+            extra={"group_id": config.group_id, "apps": list(apps.app_ids), "ops": server.url},
+        )
+        try:
+            await dispatcher.run()
+        finally:
+            await clients.aclose()
+            server.stop()
+            log.info("dispatcher stopped", extra=dict(dispatcher.stats))
+
+    asyncio.run(main())
+    return 0
