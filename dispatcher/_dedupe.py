@@ -61,8 +61,12 @@ def load_terminal_ids(
     *,
     window_s: float,
     timeout_s: float = 60.0,
+    marker: str = HEADER_TERMINAL,
 ) -> dict[int, TerminalIds]:
     """Read the given outcomes partitions to their end and collect terminal ids per partition.
+
+    ``marker`` names the header whose value ``1`` marks an id finished: the dispatcher's terminal
+    header by default; the fallback sender passes its own, so each sees only its own outcomes.
 
     The end is found by the fetch response's end-of-partition event, not by watermark queries,
     which some Kafka-compatible brokers (Tansu) answer wrongly.
@@ -99,7 +103,7 @@ def load_terminal_ids(
                     continue
                 headers = dict(message_headers(msg))
                 nid = headers.get(HEADER_NOTIFICATION_ID)
-                if nid and headers.get(HEADER_TERMINAL) == b"1":
+                if nid and headers.get(marker) == b"1":
                     result[partition].add(nid.decode(), ts_ms / 1000)
         if open_partitions:
             raise TimeoutError(

@@ -7,7 +7,6 @@ lands on the same partition number as the device's outcomes, receipts and status
 
 from __future__ import annotations
 
-import asyncio
 import os
 import threading
 import uuid
@@ -20,6 +19,7 @@ from confluent_kafka import KafkaError, Message, Producer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from producers._validation import validate_request
+from pushline.aioproducer import PRODUCER_SETTINGS, AsyncEventProducer
 from pushline.config import KafkaConfig, SchemaRegistryConfig, TopicsConfig
 from pushline.errors import DeliveryError
 from schemas import (
@@ -38,14 +38,6 @@ __all__ = [
     "new_notification",
     "traceparent",
 ]
-
-#: librdkafka settings every Pushline producer uses (DESIGN.md: at-least-once, Java-compatible keys).
-PRODUCER_SETTINGS: dict[str, Any] = {
-    "enable.idempotence": True,
-    "acks": "all",
-    "partitioner": "murmur2_random",
-    "linger.ms": 5,
-}
 
 
 def traceparent() -> str:
@@ -95,7 +87,7 @@ class ProducerOptions:
 
 
 class _ProducerCore:
-    """What both producers share: validation, serialization, the librdkafka producer."""
+    """What both producers share: validation and serialization."""
 
     def __init__(
         self,
@@ -115,9 +107,6 @@ class _ProducerCore:
             auto_register=self.registry.auto_register,
         )
         self._ctx = SerializationContext(self.topic, MessageField.VALUE)
-        self.producer = Producer(
-            self.kafka.to_librdkafka(**{**PRODUCER_SETTINGS, **self.options.librdkafka})
-        )
 
     def prepare(
         self, request: NotificationRequest, headers: Mapping[str, str] | None
@@ -126,27 +115,6 @@ class _ProducerCore:
         value = self._serializer(request, self._ctx)
         out_headers = {"traceparent": traceparent(), **(headers or {})}
         return request, value, [(k, v.encode()) for k, v in out_headers.items()]
-
-    def produce(
-        self,
-        request: NotificationRequest,
-        value: bytes,
-        headers: list[tuple[str, str | bytes | None]],
-        on_delivery: Any,
-    ) -> None:
-        while True:
-            try:
-                self.producer.produce(
-                    self.topic,
-                    key=request.key.encode(),
-                    value=value,
-                    headers=headers,
-                    on_delivery=on_delivery,
-                )
-                return
-            except BufferError:
-                # The local queue is full: serve delivery reports to make room, then retry.
-                self.producer.poll(0.1)
 
 
 def _delivery_error(err: KafkaError, topic: str, notification_id: str) -> DeliveryError:
@@ -172,6 +140,9 @@ class NotificationProducer:
         options: ProducerOptions | None = None,
     ) -> None:
         self._core = _ProducerCore(kafka, registry, topics, options)
+        self._producer = Producer(
+            self._core.kafka.to_librdkafka(**{**PRODUCER_SETTINGS, **self._core.options.librdkafka})
+        )
         self._failures: list[DeliveryError] = []
         self._lock = threading.Lock()
 
@@ -187,14 +158,26 @@ class NotificationProducer:
                 with self._lock:
                     self._failures.append(_delivery_error(err, self._core.topic, nid))
 
-        self._core.produce(request, value, hdrs, on_delivery)
-        self._core.producer.poll(0)
+        while True:
+            try:
+                self._producer.produce(
+                    self._core.topic,
+                    key=request.key.encode(),
+                    value=value,
+                    headers=hdrs,
+                    on_delivery=on_delivery,
+                )
+                break
+            except BufferError:
+                # The local queue is full: serve delivery reports to make room, then retry.
+                self._producer.poll(0.1)
+        self._producer.poll(0)
         return nid
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait for every queued request; raise DeliveryError if any was not acknowledged."""
         timeout = self._core.options.flush_timeout if timeout is None else timeout
-        remaining = self._core.producer.flush(timeout)
+        remaining = self._producer.flush(timeout)
         with self._lock:
             failures, self._failures = self._failures, []
         if failures:
@@ -223,14 +206,15 @@ class NotificationProducer:
         if exc_type is None:
             self.flush()
         else:  # already failing: still deliver what was queued, but do not mask the error
-            self._core.producer.flush(self._core.options.flush_timeout)
+            self._producer.flush(self._core.options.flush_timeout)
 
 
 class AsyncNotificationProducer:
     """The asyncio variant: ``await send(...)`` returns once the broker acknowledged the request.
 
-    A background thread serves librdkafka's delivery reports and resolves the awaiting futures on
-    their event loop, so no coroutine blocks on the network.
+    Built on :class:`pushline.aioproducer.AsyncEventProducer`: a background thread serves
+    librdkafka's delivery reports and resolves the awaiting futures on their event loop, so no
+    coroutine blocks on the network.
     """
 
     def __init__(
@@ -241,45 +225,24 @@ class AsyncNotificationProducer:
         options: ProducerOptions | None = None,
     ) -> None:
         self._core = _ProducerCore(kafka, registry, topics, options)
-        self._closing = threading.Event()
-        self._poller = threading.Thread(target=self._poll, name="pushline-producer", daemon=True)
-        self._poller.start()
-
-    def _poll(self) -> None:
-        while not self._closing.is_set():
-            self._core.producer.poll(0.05)
+        self._producer = AsyncEventProducer(self._core.kafka, **self._core.options.librdkafka)
 
     async def send(
         self, request: NotificationRequest, *, headers: Mapping[str, str] | None = None
     ) -> str:
         """Validate and produce one request; returns its notification_id once acknowledged."""
         request, value, hdrs = self._core.prepare(request, headers)
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
         nid = request.notification_id
-        topic = self._core.topic
-
-        def settle(err: KafkaError | None) -> None:
-            if done.done():
-                return
-            if err is None:
-                done.set_result(None)
-            else:
-                done.set_exception(_delivery_error(err, topic, nid))
-
-        def on_delivery(err: KafkaError | None, msg: Message) -> None:
-            loop.call_soon_threadsafe(settle, err)
-
-        self._core.produce(request, value, hdrs, on_delivery)
-        await done
+        try:
+            await self._producer.produce(self._core.topic, request.key.encode(), value, hdrs)
+        except DeliveryError as exc:
+            raise DeliveryError(
+                f"notification {nid}: {exc}", topic=exc.topic, retriable=exc.retriable
+            ) from exc
         return nid
 
     async def aclose(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(
-            None, self._core.producer.flush, self._core.options.flush_timeout
-        )
-        self._closing.set()
-        self._poller.join()
+        await self._producer.aclose(self._core.options.flush_timeout)
 
     async def __aenter__(self) -> AsyncNotificationProducer:
         return self

@@ -35,6 +35,7 @@ def _cmd_emulate_stack(args: argparse.Namespace) -> int:
         kafka_port=args.kafka_port,
         registry_port=args.registry_port,
         providers=not args.no_providers,
+        receipts_api=args.receipts_api,
     )
 
 
@@ -140,10 +141,48 @@ def _cmd_dispatcher(args: argparse.Namespace) -> int:
     return run_dispatcher_service(os.environ)
 
 
+def _cmd_receipts_api(args: argparse.Namespace) -> int:
+    from receipts import run_receipts_api  # noqa: PLC0415
+
+    return run_receipts_api(os.environ)
+
+
+def _cmd_reconciler(args: argparse.Namespace) -> int:
+    from receipts._reconciler_service import run_reconciler_service  # noqa: PLC0415
+
+    return run_reconciler_service(os.environ)
+
+
+def _cmd_fallback_sender(args: argparse.Namespace) -> int:
+    from receipts._fallback import run_fallback_sender_service  # noqa: PLC0415
+
+    return run_fallback_sender_service(os.environ)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from pushline.demo import run_demo  # noqa: PLC0415
 
     return run_demo(notifications=args.notifications, as_json=args.json)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from pushline.bench import (  # noqa: PLC0415
+        BenchOptions,
+        format_table,
+        run_dispatcher_bench,
+        to_json,
+    )
+
+    options = BenchOptions(
+        notifications=args.notifications,
+        processes=args.processes,
+        partitions=args.partitions,
+        timeout_s=args.timeout,
+    )
+    # Progress goes to stderr, so stdout is only the table or the JSON object.
+    result = run_dispatcher_bench(options, say=lambda line: print(line, file=sys.stderr))
+    print(json.dumps(to_json(result)) if args.json else format_table(result))
+    return 0
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -161,6 +200,11 @@ def _build_parser() -> argparse.ArgumentParser:
     stack.add_argument("--registry-port", type=int, default=0, help="default: a free port")
     stack.add_argument(
         "--no-providers", action="store_true", help="without the APNs and FCM emulators"
+    )
+    stack.add_argument(
+        "--receipts-api",
+        action="store_true",
+        help="also run `pushline receipts-api` (prints RECEIPTS_URL=)",
     )
     stack.set_defaults(func=_cmd_emulate_stack)
 
@@ -227,6 +271,39 @@ def _build_parser() -> argparse.ArgumentParser:
         "dispatcher", help="consume push.requests and push.retries, send to APNs and FCM"
     )
     dispatcher.set_defaults(func=_cmd_dispatcher)
+
+    fallback_sender = sub.add_parser(
+        "fallback-sender", help="consume push.fallbacks, send email (SMTP) and SMS"
+    )
+    fallback_sender.set_defaults(func=_cmd_fallback_sender)
+
+    receipts_api = sub.add_parser(
+        "receipts-api",
+        help="HTTP API for device receipts (POST /v1/receipts) to push.receipts; "
+        "settings from PUSHLINE_RECEIPTS_* variables",
+    )
+    receipts_api.set_defaults(func=_cmd_receipts_api)
+
+    bench = sub.add_parser("bench", help="benchmarks on the embedded stack")
+    bench_sub = bench.add_subparsers(dest="what", required=True, parser_class=_Parser)
+    bench_dispatcher = bench_sub.add_parser(
+        "dispatcher",
+        help="N notifications through `pushline dispatcher` to the APNs emulator, with httpx, "
+        "aioapns and h2load baselines from the same run",
+    )
+    bench_dispatcher.add_argument("--notifications", type=int, default=20_000)
+    bench_dispatcher.add_argument("--processes", type=int, default=1, help="dispatcher processes")
+    bench_dispatcher.add_argument("--partitions", type=int, help="default: max(6, --processes)")
+    bench_dispatcher.add_argument(
+        "--timeout", type=float, default=600.0, help="seconds the dispatchers may take (600)"
+    )
+    bench_dispatcher.add_argument("--json", action="store_true", help="print a JSON object")
+    bench_dispatcher.set_defaults(func=_cmd_bench)
+
+    reconciler = sub.add_parser(
+        "reconciler", help="join outcomes with receipts; statuses, fallbacks, invalid tokens"
+    )
+    reconciler.set_defaults(func=_cmd_reconciler)
 
     demo = sub.add_parser("demo", help="run the pipeline on the embedded stack and report")
     demo.add_argument("--notifications", type=int, default=5)

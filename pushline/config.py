@@ -12,6 +12,7 @@ becomes ``socket.timeout.ms``).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import types
 import typing
@@ -22,6 +23,7 @@ from typing import Any, TypeVar
 from pushline.errors import ConfigError
 
 __all__ = [
+    "COMPACTED_TOPICS",
     "LIBRDKAFKA_PREFIX",
     "TOPIC_NAMES",
     "KafkaConfig",
@@ -32,6 +34,7 @@ __all__ = [
 ]
 
 LIBRDKAFKA_PREFIX = "PUSHLINE_LIBRDKAFKA__"
+_KAFKA_LOGGER = logging.getLogger("pushline.kafka")
 
 T = TypeVar("T")
 
@@ -146,6 +149,8 @@ class KafkaConfig:
             "client.id": self.client_id,
             # Brokers close idle connections routinely; librdkafka would log each as an error.
             "log.connection.close": False,
+            # librdkafka's own log lines go through Python logging, so services log them as JSON.
+            "logger": _KAFKA_LOGGER,
         }
         optional = {
             "security.protocol": self.security_protocol,
@@ -209,7 +214,12 @@ TOPIC_NAMES: dict[str, int] = {
     "push.fallbacks": 7 * 86_400_000,
     "push.invalid-tokens": 30 * 86_400_000,
     "push.dlq": 30 * 86_400_000,
+    # The reconciler's state, one record per notification: compacted, so it is never lost to age.
+    "push.reconciler-changelog": 30 * 86_400_000,
 }
+
+#: Topics kept by compaction (latest record per key), not by age: their retention is not set.
+COMPACTED_TOPICS = frozenset({"push.reconciler-changelog"})
 
 
 @dataclass(frozen=True)
@@ -292,3 +302,7 @@ class TopicsConfig:
     @property
     def dlq(self) -> str:
         return self.name("push.dlq")
+
+    @property
+    def reconciler_changelog(self) -> str:
+        return self.name("push.reconciler-changelog")

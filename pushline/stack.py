@@ -28,7 +28,9 @@ from pushline.errors import StackError
 
 if TYPE_CHECKING:
     from pushline.emulators._runner import ProviderEmulators
+    from pushline.emulators.fallback import FallbackEmulators
     from pushline.emulators.registry import RegistryServer
+    from receipts import ReceiptsApiProcess
 
 __all__ = ["DevStack", "StackHandle", "run_stack_forever", "spawn_stack", "stack_from_env_or_spawn"]
 
@@ -44,6 +46,7 @@ class DevStack:
         kafka_port: int = 0,
         registry_port: int = 0,
         providers: bool = True,
+        receipts_api: bool = False,
         workdir: Path | None = None,
     ):
         # The work directory holds the generated CA, test credentials and the emulators' logs.
@@ -52,6 +55,9 @@ class DevStack:
         self._broker = TansuBroker(port=kafka_port, log_file=self.workdir / "tansu.log")
         self._registry_port = registry_port
         self._with_providers = providers
+        self._with_receipts_api = receipts_api
+        self._receipts_api: ReceiptsApiProcess | None = None
+        self._fallbacks: FallbackEmulators | None = None
         self._registry: RegistryServer | None = None
         self._providers: ProviderEmulators | None = None
         self._env: dict[str, str] = {}
@@ -78,6 +84,18 @@ class DevStack:
                 self._env.update(self._providers.start())
                 self._env["APNS_H2_URL"] = self._providers.apns_h2_url
                 self._env["FCM_H2_URL"] = self._providers.fcm_h2_url
+            from pushline.emulators.fallback import FallbackEmulators  # noqa: PLC0415
+
+            self._fallbacks = FallbackEmulators(
+                self.workdir / "fallback", self._providers.tls if self._providers else None
+            )
+            self._env.update(self._fallbacks.start())
+            if self._with_receipts_api:
+                from receipts import start_receipts_api_process  # noqa: PLC0415
+
+                # Ready once push.receipts exists (`pushline topics ensure`); up right away.
+                self._receipts_api = start_receipts_api_process(self._env, wait_ready=False)
+                self._env["RECEIPTS_URL"] = self._receipts_api.url
         except BaseException:
             self.stop()
             raise
@@ -91,6 +109,12 @@ class DevStack:
         return self._broker.running()
 
     def stop(self) -> None:
+        receipts_api, self._receipts_api = self._receipts_api, None
+        if receipts_api is not None:
+            receipts_api.close()
+        fallbacks, self._fallbacks = self._fallbacks, None
+        if fallbacks is not None:
+            fallbacks.stop()
         providers, self._providers = self._providers, None
         if providers is not None:
             providers.stop()

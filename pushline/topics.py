@@ -9,7 +9,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-from pushline.config import TOPIC_NAMES, KafkaConfig, TopicsConfig
+from pushline.config import COMPACTED_TOPICS, TOPIC_NAMES, KafkaConfig, TopicsConfig
 from pushline.errors import TopicError, TopicMismatch, TopicMismatchError
 
 __all__ = ["TopicReport", "TopicSpec", "ensure_topics", "topic_specs"]
@@ -36,7 +36,10 @@ class TopicReport:
 def topic_specs(cfg: TopicsConfig, logical: Iterable[str] = TOPIC_NAMES) -> list[TopicSpec]:
     specs = []
     for name in logical:
-        config = {"retention.ms": str(cfg.retention_ms(name)), "cleanup.policy": "delete"}
+        if name in COMPACTED_TOPICS:
+            config = {"cleanup.policy": "compact"}
+        else:
+            config = {"retention.ms": str(cfg.retention_ms(name)), "cleanup.policy": "delete"}
         if cfg.min_insync_replicas is not None:
             config["min.insync.replicas"] = str(cfg.min_insync_replicas)
         specs.append(TopicSpec(cfg.name(name), cfg.partitions, cfg.replication_factor, config))
@@ -107,11 +110,10 @@ def ensure_topics(
                 TopicMismatch(spec.name, "replication.factor", spec.replication_factor, replicas)
             )
         actual_retention = retention.get(spec.name)
-        if actual_retention is not None and actual_retention != spec.config["retention.ms"]:
+        wanted_retention = spec.config.get("retention.ms")
+        if wanted_retention and actual_retention and actual_retention != wanted_retention:
             mismatches.append(
-                TopicMismatch(
-                    spec.name, "retention.ms", spec.config["retention.ms"], actual_retention
-                )
+                TopicMismatch(spec.name, "retention.ms", wanted_retention, actual_retention)
             )
         reports.append(TopicReport(spec.name, "ok", partitions, replicas))
     if mismatches:

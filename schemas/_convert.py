@@ -53,6 +53,24 @@ def fix_enum(obj: object, name: str, enum_cls: type[Enum]) -> None:
         raise ValidationError(name, f"{value!r} is not one of {symbols}") from None
 
 
+def normalise(
+    obj: object, enums: tuple[tuple[str, type[Enum]], ...], times: tuple[str, ...]
+) -> None:
+    """``fix_enum`` each of ``enums`` and ``fix_times`` each of ``times``, in that order, calling
+    them only for a field that is not already normalised (an exact enum member; an exact datetime
+    in ``UTC`` with whole milliseconds): the common case costs a type check, not a function call.
+    The checks are exactly the conditions under which the fixes leave a field as it is."""
+    for name, enum_cls in enums:
+        if type(getattr(obj, name)) is not enum_cls:
+            fix_enum(obj, name, enum_cls)
+    for name in times:
+        value = getattr(obj, name)
+        if value is not None and (
+            type(value) is not datetime or value.tzinfo is not UTC or value.microsecond % 1000
+        ):
+            fix_times(obj, name)
+
+
 def read_time(value: Any) -> datetime:
     """A timestamp from a record: fastavro gives datetimes; plain dicts (JSON) may carry epoch ms."""
     if isinstance(value, int) and not isinstance(value, bool):

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import Enum
 from typing import Any, Self
 
-from schemas._convert import fix_enum, fix_times, read_id, read_opt_time, read_time
+from schemas._convert import normalise, read_id, read_opt_time, read_time
 from schemas._enums import (
     Channel,
     FallbackChannel,
@@ -38,6 +39,37 @@ __all__ = [
 ]
 
 
+# What each event's __post_init__ normalises (see schemas._convert.normalise).
+_Enums = tuple[tuple[str, type[Enum]], ...]
+_FALLBACK_ENUMS: _Enums = (("channel", FallbackChannel),)
+_FALLBACK_TIMES: tuple[str, ...] = ()
+_NOTIFICATION_REQUEST_ENUMS: _Enums = (
+    ("platform", Platform),
+    ("push_type", PushType),
+    ("priority", Priority),
+)
+_NOTIFICATION_REQUEST_TIMES: tuple[str, ...] = ("created_at", "expires_at", "send_at", "not_before")
+_DISPATCH_OUTCOME_ENUMS: _Enums = (
+    ("platform", Platform),
+    ("state", OutcomeState),
+    ("channel", Channel),
+)
+_DISPATCH_OUTCOME_TIMES: tuple[str, ...] = (
+    "requested_at",
+    "sent_at",
+    "decided_at",
+    "token_invalid_since",
+)
+_DELIVERY_RECEIPT_ENUMS: _Enums = (("kind", ReceiptKind), ("platform", Platform))
+_DELIVERY_RECEIPT_TIMES: tuple[str, ...] = ("device_time", "received_at")
+_NOTIFICATION_STATUS_ENUMS: _Enums = (("state", StatusState), ("platform", Platform))
+_NOTIFICATION_STATUS_TIMES: tuple[str, ...] = ("occurred_at", "recorded_at")
+_FALLBACK_REQUEST_ENUMS: _Enums = (("platform", Platform),)
+_FALLBACK_REQUEST_TIMES: tuple[str, ...] = ("requested_at",)
+_INVALID_TOKEN_ENUMS: _Enums = (("platform", Platform), ("verdict", TokenVerdict))
+_INVALID_TOKEN_TIMES: tuple[str, ...] = ("invalid_since", "detected_at")
+
+
 def _opt_fallback(value: Any) -> Fallback | None:
     return None if value is None else Fallback.from_dict(value)
 
@@ -56,7 +88,7 @@ class Fallback:
     subject: str | None = None
 
     def __post_init__(self) -> None:
-        fix_enum(self, "channel", FallbackChannel)
+        normalise(self, _FALLBACK_ENUMS, _FALLBACK_TIMES)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -145,10 +177,7 @@ class NotificationRequest:
     not_before: datetime | None = None
 
     def __post_init__(self) -> None:
-        fix_enum(self, "platform", Platform)
-        fix_enum(self, "push_type", PushType)
-        fix_enum(self, "priority", Priority)
-        fix_times(self, "created_at", "expires_at", "send_at", "not_before")
+        normalise(self, _NOTIFICATION_REQUEST_ENUMS, _NOTIFICATION_REQUEST_TIMES)
 
     @property
     def key(self) -> str:
@@ -231,10 +260,7 @@ class DispatchOutcome:
     collapse_id: str | None = None
 
     def __post_init__(self) -> None:
-        fix_enum(self, "platform", Platform)
-        fix_enum(self, "state", OutcomeState)
-        fix_enum(self, "channel", Channel)
-        fix_times(self, "requested_at", "sent_at", "decided_at", "token_invalid_since")
+        normalise(self, _DISPATCH_OUTCOME_ENUMS, _DISPATCH_OUTCOME_TIMES)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -300,9 +326,7 @@ class DeliveryReceipt:
     platform: Platform | None = None
 
     def __post_init__(self) -> None:
-        fix_enum(self, "kind", ReceiptKind)
-        fix_enum(self, "platform", Platform)
-        fix_times(self, "device_time", "received_at")
+        normalise(self, _DELIVERY_RECEIPT_ENUMS, _DELIVERY_RECEIPT_TIMES)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -346,9 +370,7 @@ class NotificationStatus:
     final: bool
 
     def __post_init__(self) -> None:
-        fix_enum(self, "state", StatusState)
-        fix_enum(self, "platform", Platform)
-        fix_times(self, "occurred_at", "recorded_at")
+        normalise(self, _NOTIFICATION_STATUS_ENUMS, _NOTIFICATION_STATUS_TIMES)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -394,8 +416,7 @@ class FallbackRequest:
     platform: Platform
 
     def __post_init__(self) -> None:
-        fix_enum(self, "platform", Platform)
-        fix_times(self, "requested_at")
+        normalise(self, _FALLBACK_REQUEST_ENUMS, _FALLBACK_REQUEST_TIMES)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -439,9 +460,7 @@ class InvalidToken:
     provider_status: int | None = None
 
     def __post_init__(self) -> None:
-        fix_enum(self, "platform", Platform)
-        fix_enum(self, "verdict", TokenVerdict)
-        fix_times(self, "invalid_since", "detected_at")
+        normalise(self, _INVALID_TOKEN_ENUMS, _INVALID_TOKEN_TIMES)
 
     def to_dict(self) -> dict[str, Any]:
         return {

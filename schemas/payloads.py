@@ -72,8 +72,13 @@ _DANGLING = "\u200d\ufe0e\ufe0f \t\r\n"
 _REGIONAL_INDICATORS = "".join(map(chr, range(0x1F1E6, 0x1F200)))  # two of them make one flag
 
 
+# What json.dumps(obj, separators=(",", ":"), ensure_ascii=False) builds on every call, built once
+# (the dispatcher encodes a payload per send).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def _dumps(obj: object) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return _ENCODER.encode(obj).encode("utf-8")
 
 
 def _set(**values: str | None) -> dict[str, str]:
@@ -92,12 +97,22 @@ def _apns_body(req: NotificationRequest, extra_custom: Mapping[str, str]) -> dic
         aps = {"content-available": 1}
     else:
         aps = {}
-        alert = _set(title=c.title, subtitle=c.subtitle, body=c.body)
+        # _set(title=..., subtitle=..., body=...), spelled out: this runs once per APNs send
+        alert = {}
+        if c.title:
+            alert["title"] = c.title
+        if c.subtitle:
+            alert["subtitle"] = c.subtitle
+        if c.body:
+            alert["body"] = c.body
         if alert:
             aps["alert"] = alert
         if c.badge is not None:  # 0 is meaningful: it clears the badge
             aps["badge"] = c.badge
-        aps.update(_set(sound=c.sound, category=c.category))
+        if c.sound:
+            aps["sound"] = c.sound
+        if c.category:
+            aps["category"] = c.category
         if c.thread_id:
             aps["thread-id"] = c.thread_id
         if c.content_available:
@@ -108,7 +123,8 @@ def _apns_body(req: NotificationRequest, extra_custom: Mapping[str, str]) -> dic
     # extra_custom (the dispatcher's receipt token) is applied last so custom data cannot spoof it;
     # neither may replace the aps dictionary.
     for custom in (c.custom_data, extra_custom):
-        body.update((k, v) for k, v in custom.items() if k != "aps")
+        if custom:
+            body.update((k, v) for k, v in custom.items() if k != "aps")
     return body
 
 

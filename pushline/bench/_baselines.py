@@ -192,7 +192,9 @@ def run_httpx(
             async def send(push: ApnsPush) -> bool:
                 try:
                     response = await client.post(
-                        url + push.token, content=push.payload, headers=_headers(target, bearer, push)
+                        url + push.token,
+                        content=push.payload,
+                        headers=_headers(target, bearer, push),
                     )
                 except httpx.HTTPError:
                     return False

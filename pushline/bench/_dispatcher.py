@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import itertools
 import os
 import signal
 import subprocess
@@ -39,12 +40,20 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import (
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from dispatcher._dedupe import HEADER_NOTIFICATION_ID, HEADER_TERMINAL
 from producers import NotificationProducer, new_notification
 from pushline.bench._baselines import (
     ApnsPush,
@@ -74,8 +83,6 @@ from schemas.receipt_token import ReceiptTokenConfig, generate_receipt_token_key
 __all__ = ["BenchOptions", "BenchResult", "DispatcherRun", "run_dispatcher_bench"]
 
 APP_ID = "bench"
-HEADER_NOTIFICATION_ID = "pushline.notification_id"  # written by the dispatcher on every outcome
-HEADER_TERMINAL = "pushline.dispatch.terminal"
 EMULATOR_DEFAULT_RECORD_LIMIT = 1_000_000  # EmulatorControl.set_record_limit's documented default
 _PR_SET_PDEATHSIG = 1
 
@@ -123,6 +130,8 @@ class DispatcherRun:
     """Distinct notifications with a terminal outcome (all of them, or the run fails)."""
     outcome_messages: int
     states: dict[str, int]
+    attempts: dict[int, int]
+    """Final outcomes by the attempt that decided them (above 1: the first send failed)."""
     seconds: float
     total_per_s: float
     per_process_per_s: float
@@ -131,7 +140,10 @@ class DispatcherRun:
     latency_p50_ms: float | None
     latency_p99_ms: float | None
     latency_max_ms: float | None
+    per_s_by_quarter: list[float | None]
+    """Total rate over each quarter of the outcomes in time order: shows a run slowing down."""
     emulator_accepted: int | None
+    """Pushes the emulator accepted while the dispatchers ran; above N means duplicate sends."""
     exit_codes: list[int | None]
 
 
@@ -168,10 +180,10 @@ def _pushes(requests: list[NotificationRequest], env: Mapping[str, str]) -> list
     """The requests as the dispatcher sends them: same payload bytes, receipt token included."""
     receipts = ReceiptTokenConfig.from_env(env)
     signer = receipts.signer()
-    expires = requests[0].expires_at if requests else None
+    token_expiry = datetime.now(UTC) + receipts.ttl  # as the dispatcher signs them
     out = []
     for r in requests:
-        token = signer.sign(r.notification_id, r.key, expires or r.expires_at)
+        token = signer.sign(r.notification_id, r.key, token_expiry)
         out.append(
             ApnsPush(
                 token=r.device_token,
@@ -331,6 +343,18 @@ def _outcome_consumer(kafka: KafkaConfig, topics: TopicsConfig) -> Consumer:
     return consumer
 
 
+def _quarter_rates(stamps: list[float]) -> list[float | None]:
+    ordered = sorted(stamps)
+    if len(ordered) < 8:
+        return [None] * 4
+    bounds = [q * len(ordered) // 4 for q in range(4)] + [len(ordered) - 1]
+    rates: list[float | None] = []
+    for lo, hi in itertools.pairwise(bounds):
+        span_s = (ordered[hi] - ordered[lo]) / 1000
+        rates.append((hi - lo) / span_s if span_s > 0 else None)
+    return rates
+
+
 def _header(msg: Message, name: str) -> bytes | None:
     for key, value in message_headers(msg):
         if key == name:
@@ -371,6 +395,7 @@ def _run_dispatchers(
     terminal_msgs: list[Message] = []
     outcome_messages = 0
     first_ts = last_ts = None
+    stamps: list[float] = []
     cpu_samples: list[tuple[float, float]] = []
     with tempfile.TemporaryDirectory(prefix="pushline-bench-") as logdir:
         procs = _Dispatchers(options.processes, dispatcher_env, Path(logdir))
@@ -408,7 +433,8 @@ def _run_dispatchers(
                     seen.add(nid)
                     terminal_msgs.append(msg)
                     kind, ts = msg.timestamp()
-                    stamp = float(ts) if kind != 0 else time.time() * 1000  # 0: not available
+                    stamp = float(ts) if kind != TIMESTAMP_NOT_AVAILABLE else time.time() * 1000
+                    stamps.append(stamp)
                     first_ts = stamp if first_ts is None else min(first_ts, stamp)
                     last_ts = stamp if last_ts is None else max(last_ts, stamp)
             cpu = procs.cpu()
@@ -433,6 +459,7 @@ def _run_dispatchers(
         outcomes=len(seen),
         outcome_messages=outcome_messages,
         states=dict(Counter(o.state.value for o in outcomes)),
+        attempts=dict(sorted(Counter(o.attempt for o in outcomes).items())),
         seconds=seconds,
         total_per_s=total,
         per_process_per_s=total / options.processes,
@@ -441,6 +468,7 @@ def _run_dispatchers(
         latency_p50_ms=percentile(latencies, 0.50),
         latency_p99_ms=percentile(latencies, 0.99),
         latency_max_ms=max(latencies) if latencies else None,
+        per_s_by_quarter=_quarter_rates(stamps),
         emulator_accepted=(
             accepted_after - accepted_before
             if isinstance(accepted_before, int) and isinstance(accepted_after, int)

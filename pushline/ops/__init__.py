@@ -5,8 +5,10 @@ from pushline.ops._logging import REDACTED, JsonFormatter, RedactingFilter, conf
 from pushline.ops._metrics import (
     LATENCY_BUCKETS,
     DispatcherMetrics,
+    ReconcilerMetrics,
     dispatcher_metrics,
     new_registry,
+    reconciler_metrics,
 )
 from pushline.ops._server import OpsConfig, OpsServer, Probe, ProbeResult
 
@@ -19,8 +21,10 @@ __all__ = [
     "OpsServer",
     "Probe",
     "ProbeResult",
+    "ReconcilerMetrics",
     "RedactingFilter",
     "configure_json_logging",
     "dispatcher_metrics",
     "new_registry",
+    "reconciler_metrics",
 ]

@@ -1,4 +1,4 @@
-"""The dispatcher's Prometheus metrics, all prefixed ``pushline_``.
+"""The components' Prometheus metrics, all prefixed ``pushline_``.
 
 Each component builds its metrics on its own :class:`~prometheus_client.CollectorRegistry` (never the
 global default), so tests get fresh counters and two components in one process do not collide.
@@ -26,8 +26,11 @@ __all__ = [
     "LATENCY_BUCKETS",
     "NAMESPACE",
     "DispatcherMetrics",
+    "ReconcilerMetrics",
     "dispatcher_metrics",
     "new_registry",
+    "reconciler_metrics",
+    "update_lag",
 ]
 
 log = logging.getLogger(__name__)
@@ -76,49 +79,56 @@ class DispatcherMetrics:
     _lag_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def update_lag_from_stats(self, stats_json: str) -> int:
-        """Set ``consumer_lag`` from a librdkafka statistics document; returns partitions updated.
+        """Set ``consumer_lag`` from a librdkafka statistics document (see :func:`update_lag`)."""
+        return update_lag(self.consumer_lag, self._lag_series, self._lag_lock, stats_json)
 
-        Use as the consumer's ``stats_cb`` (with ``statistics.interval.ms`` set). The value is
-        librdkafka's per-partition ``consumer_lag``: the partition's high watermark (or last stable
-        offset under read_committed), as the broker reported it in the latest fetch or offset
-        response, minus the group's committed offset as the broker holds it. It is therefore the
-        lag ``kafka-consumer-groups --describe`` shows, counted from committed (not merely consumed)
-        offsets, and only for partitions this consumer is assigned. Partitions where librdkafka
-        does not know it yet (-1), the internal unassigned partition (-1) and partitions no longer
-        assigned are dropped from the gauge rather than left at a stale value.
 
-        Never raises: it runs inside ``poll()``, where an exception would surface in the consume
-        loop. A document that cannot be read is logged and ignored.
-        """
-        try:
-            stats: Any = json.loads(stats_json)
-            topics = stats.get("topics", {}) if isinstance(stats, dict) else {}
-            current: dict[tuple[str, str], int] = {}
-            for topic, tstats in topics.items():
-                for partition, pstats in (tstats.get("partitions") or {}).items():
-                    if partition == "-1" or not isinstance(pstats, dict):
-                        continue
-                    # Older librdkafka versions lack "assigned"; "desired" is the fallback.
-                    if not pstats.get("assigned", pstats.get("desired", True)):
-                        continue
-                    lag = pstats.get("consumer_lag", -1)
-                    if isinstance(lag, int) and lag >= 0:
-                        current[(str(topic), str(partition))] = lag
-        except (ValueError, AttributeError, TypeError) as exc:
-            log.warning("ignoring unreadable librdkafka statistics", extra={"error": str(exc)})
-            return 0
-        with self._lag_lock:
-            # Only topics named in this document are pruned: another consumer in the process may
-            # report the others through the same gauge.
-            reported = {topic for topic in topics}
-            for series in list(self._lag_series):
-                if series[0] in reported and series not in current:
-                    self.consumer_lag.remove(*series)
-                    self._lag_series.discard(series)
-            for (topic, partition), lag in current.items():
-                self.consumer_lag.labels(topic=topic, partition=partition).set(lag)
-                self._lag_series.add((topic, partition))
-        return len(current)
+def update_lag(
+    gauge: Gauge, series_seen: set[tuple[str, str]], lock: threading.Lock, stats_json: str
+) -> int:
+    """Set ``consumer_lag`` from a librdkafka statistics document; returns partitions updated.
+
+    Use as the consumer's ``stats_cb`` (with ``statistics.interval.ms`` set). The value is
+    librdkafka's per-partition ``consumer_lag``: the partition's high watermark (or last stable
+    offset under read_committed), as the broker reported it in the latest fetch or offset
+    response, minus the group's committed offset as the broker holds it. It is therefore the
+    lag ``kafka-consumer-groups --describe`` shows, counted from committed (not merely consumed)
+    offsets, and only for partitions this consumer is assigned. Partitions where librdkafka
+    does not know it yet (-1), the internal unassigned partition (-1) and partitions no longer
+    assigned are dropped from the gauge rather than left at a stale value.
+
+    Never raises: it runs inside ``poll()``, where an exception would surface in the consume
+    loop. A document that cannot be read is logged and ignored.
+    """
+    try:
+        stats: Any = json.loads(stats_json)
+        topics = stats.get("topics", {}) if isinstance(stats, dict) else {}
+        current: dict[tuple[str, str], int] = {}
+        for topic, tstats in topics.items():
+            for partition, pstats in (tstats.get("partitions") or {}).items():
+                if partition == "-1" or not isinstance(pstats, dict):
+                    continue
+                # Older librdkafka versions lack "assigned"; "desired" is the fallback.
+                if not pstats.get("assigned", pstats.get("desired", True)):
+                    continue
+                lag = pstats.get("consumer_lag", -1)
+                if isinstance(lag, int) and lag >= 0:
+                    current[(str(topic), str(partition))] = lag
+    except (ValueError, AttributeError, TypeError) as exc:
+        log.warning("ignoring unreadable librdkafka statistics", extra={"error": str(exc)})
+        return 0
+    with lock:
+        # Only topics named in this document are pruned: another consumer in the process may
+        # report the others through the same gauge.
+        reported = {topic for topic in topics}
+        for series in list(series_seen):
+            if series[0] in reported and series not in current:
+                gauge.remove(*series)
+                series_seen.discard(series)
+        for (topic, partition), lag in current.items():
+            gauge.labels(topic=topic, partition=partition).set(lag)
+            series_seen.add((topic, partition))
+    return len(current)
 
 
 def dispatcher_metrics(
@@ -168,4 +178,62 @@ def dispatcher_metrics(
             "outcomes_produced", "Outcome events acknowledged by the broker.", **common
         ),
         commits=Counter("commits", "Offset commits acknowledged by the broker.", **common),
+    )
+
+
+@dataclass(frozen=True)
+class ReconcilerMetrics:
+    """Every metric the reconciler updates. Build with :func:`reconciler_metrics`."""
+
+    registry: CollectorRegistry
+    statuses: Counter
+    """``pushline_statuses_total{platform,state}``: status events published."""
+    fallbacks_requested: Counter
+    """``pushline_fallbacks_requested_total{channel}``: fallback requests published."""
+    invalid_tokens: Counter
+    """``pushline_invalid_tokens_total{platform,verdict}``: invalid-token events published."""
+    tracked: Gauge
+    """``pushline_reconciler_tracked``: notifications held in state."""
+    dlq: Counter
+    consumer_lag: Gauge
+    _lag_series: set[tuple[str, str]] = field(default_factory=set, repr=False, compare=False)
+    _lag_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def update_lag_from_stats(self, stats_json: str) -> int:
+        return update_lag(self.consumer_lag, self._lag_series, self._lag_lock, stats_json)
+
+
+def reconciler_metrics(
+    registry: CollectorRegistry | None = None, *, process_metrics: bool = True
+) -> ReconcilerMetrics:
+    reg = new_registry(process_metrics=process_metrics) if registry is None else registry
+    common: dict[str, Any] = {"namespace": NAMESPACE, "registry": reg}
+    return ReconcilerMetrics(
+        registry=reg,
+        statuses=Counter(
+            "statuses", "Status events published, by state.", ["platform", "state"], **common
+        ),
+        fallbacks_requested=Counter(
+            "fallbacks_requested", "Fallback requests published.", ["channel"], **common
+        ),
+        invalid_tokens=Counter(
+            "invalid_tokens",
+            "Invalid-token events published, by verdict (DEAD or SUSPECT).",
+            ["platform", "verdict"],
+            **common,
+        ),
+        tracked=Gauge("reconciler_tracked", "Notifications held in state.", **common),
+        dlq=Counter(
+            "dlq",
+            "Records sent to the dead-letter topic, by source topic and error class.",
+            ["source_topic", "error"],
+            **common,
+        ),
+        consumer_lag=Gauge(
+            "consumer_lag",
+            "Messages between the committed offset and the high watermark, as the broker reports "
+            "them (librdkafka statistics).",
+            ["topic", "partition"],
+            **common,
+        ),
     )

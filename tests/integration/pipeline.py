@@ -26,10 +26,14 @@ from schemas import (
     Platform,
     make_registry_client,
 )
-from schemas.receipt_token import ReceiptTokenSigner
+from schemas.receipt_token import ReceiptTokenConfig, ReceiptTokenSigner
 
 APP_ID = "default"
-SIGNER = ReceiptTokenSigner({"k1": b"0" * 32}, "k1")
+
+
+def signer_for(env: Mapping[str, str]) -> ReceiptTokenSigner:
+    """The receipt-token signer of ``env`` (the stack prints its keys), as the services build it."""
+    return ReceiptTokenConfig.from_env(env).signer()
 
 
 def apns_token() -> str:
@@ -76,6 +80,8 @@ class RunningDispatcher:
     def _run(self) -> None:
         kafka, registry, topics, env, config = self._args
 
+        signer = signer_for(env)
+
         async def main() -> None:
             clients = ProviderClients(AppRegistry.from_env(env))
             self.dispatcher = Dispatcher(
@@ -84,7 +90,7 @@ class RunningDispatcher:
                 topics=topics,
                 config=config,
                 sender=clients,
-                receipt_token=lambda r: SIGNER.sign(r.notification_id, r.key, r.expires_at),
+                receipt_token=lambda r: signer.sign(r.notification_id, r.key, r.expires_at),
             )
             self._started.set()
             try:
@@ -255,3 +261,35 @@ __all__ = [
     "send_all",
     "terminal",
 ]
+
+
+def event_reader(
+    kafka: KafkaConfig, registry: SchemaRegistryConfig, topic: str, cls: type[Any]
+) -> TopicReader:
+    decoder = EventDeserializer(cls, make_registry_client(registry))
+    return TopicReader(
+        kafka, topic, lambda value, t: decoder(value, SerializationContext(t, MessageField.VALUE))
+    )
+
+
+class EventWriter:
+    """Produces events the way Pushline's producers do (keyed, murmur2, idempotent)."""
+
+    def __init__(self, kafka: KafkaConfig, registry: SchemaRegistryConfig) -> None:
+        from producers import PRODUCER_SETTINGS
+        from schemas import EventSerializer
+
+        self._client = make_registry_client(registry)
+        self._serializers: dict[type, Any] = {}
+        self._serializer_cls = EventSerializer
+        self._producer = Producer(kafka.to_librdkafka(**PRODUCER_SETTINGS))
+
+    def send(self, topic: str, key: str, event: Any) -> None:
+        cls = type(event)
+        if cls not in self._serializers:
+            self._serializers[cls] = self._serializer_cls(cls, self._client)
+        value = self._serializers[cls](event, SerializationContext(topic, MessageField.VALUE))
+        self._producer.produce(topic, key=key.encode(), value=value)
+
+    def flush(self) -> None:
+        assert self._producer.flush(30) == 0

@@ -25,7 +25,6 @@ from schemas import (
 )
 from schemas.payloads import RECEIPT_TOKEN_KEY
 from tests.integration.pipeline import (
-    SIGNER,
     TopicReader,
     all_final,
     control,
@@ -34,6 +33,7 @@ from tests.integration.pipeline import (
     request,
     running_dispatcher,
     send_all,
+    signer_for,
     terminal,
 )
 
@@ -133,11 +133,13 @@ def test_accepted_pushes_carry_collapse_id_and_a_valid_receipt_token(
     for r in (reqs[0], reqs[2]):
         push = pushes[r.device_token]
         assert push["collapse_id"] == (r.collapse_key or r.notification_id)
-        claims = SIGNER.verify(push["payload"][RECEIPT_TOKEN_KEY], device_key=r.key)
+        claims = signer_for(env).verify(push["payload"][RECEIPT_TOKEN_KEY], device_key=r.key)
         assert claims.notification_id == r.notification_id
     with control(env, "FCM") as fcm:
         [push] = [p for p in fcm.pushes() if p["token"] == reqs[1].device_token]
-    claims = SIGNER.verify(push["payload"]["data"][RECEIPT_TOKEN_KEY], device_key=reqs[1].key)
+    claims = signer_for(env).verify(
+        push["payload"]["data"][RECEIPT_TOKEN_KEY], device_key=reqs[1].key
+    )
     assert claims.notification_id == reqs[1].notification_id
 
 

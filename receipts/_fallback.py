@@ -1,0 +1,709 @@
+"""The fallback sender: a consumer group on push.fallbacks that sends email (SMTP) and SMS.
+
+For each FallbackRequest it sends once, retrying transient failures in process with backoff and
+jitter, then writes a DispatchOutcome (channel EMAIL or SMS) to push.outcomes and a final
+NotificationStatus (FALLBACK_SENT or FALLBACK_FAILED) to push.status, both keyed by device key.
+
+**Idempotent on notification_id.** Every outcome it writes carries two headers, the notification id
+and ``pushline.fallback.finished: 1``. push.fallbacks shares its partition count and key with
+push.outcomes, so when partition *p* is assigned, partition *p* of push.outcomes is read to its end
+(no Avro decoding) and the ids found are skipped from then on: a second request for the same
+notification sends nothing and its offset is committed. Requests of one device key are processed
+one after another, so two copies in one batch cannot race.
+
+**At least once.** An offset is committed only after the outcome and the status it caused (or its
+dead letter) were acknowledged, for it and every earlier offset of the partition. The one window
+left is a crash between a provider accepting a message and the broker acknowledging its outcome;
+the email then goes out again with the same Message-ID (derived from the notification id).
+
+Threads as in the dispatcher: the consumer thread owns librdkafka (fetch, commit, rebalance: the
+finished ids are rebuilt on assignment, in-flight sends drained on revocation); the event loop
+decodes, sends and produces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+from dispatcher._dedupe import HEADER_NOTIFICATION_ID, TerminalIds, load_terminal_ids
+from dispatcher._offsets import PartitionOffsets
+from producers import PRODUCER_SETTINGS
+from pushline.config import KafkaConfig, SchemaRegistryConfig, TopicsConfig
+from pushline.dlq import dead_letter_headers
+from pushline.errors import CodecError, DeliveryError
+from pushline.headers import message_headers
+from pushline.ops import OpsConfig, OpsServer, configure_json_logging
+from receipts._channels import ChannelResult
+from receipts._fallback_config import FallbackConfig
+from receipts._fallback_metrics import FallbackMetrics, fallback_metrics
+from receipts._sms import SmsClient
+from receipts._smtp import SmtpMailer
+from schemas import (
+    Channel,
+    DispatchOutcome,
+    EventDeserializer,
+    EventSerializer,
+    FallbackChannel,
+    FallbackRequest,
+    NotificationStatus,
+    OutcomeState,
+    StatusState,
+    is_poison,
+    make_registry_client,
+)
+
+__all__ = [
+    "HEADER_FALLBACK_FINISHED",
+    "FallbackChannelClient",
+    "FallbackSender",
+    "run_fallback_sender_service",
+]
+
+log = logging.getLogger("pushline.fallback")
+
+HEADER_FALLBACK_FINISHED = "pushline.fallback.finished"
+#: How long a finished id is remembered: longer than push.fallbacks keeps a request (7 days).
+DEDUPE_WINDOW_S = 8 * 86_400.0
+
+Headers = list[tuple[str, str | bytes | None]]
+
+
+class FallbackChannelClient(Protocol):
+    async def send(self, request: FallbackRequest) -> ChannelResult: ...
+
+
+@dataclass
+class _Work:
+    msg: Message
+    partition: int
+    offset: int
+    request: FallbackRequest | None = None
+    headers: Headers = field(default_factory=list)
+
+
+class FallbackSender:
+    """Run with ``await sender.run()`` until :meth:`stop`. Clients default to the ones the config
+    names (``email`` / ``sms``); a channel with no client fails its requests as not configured."""
+
+    def __init__(
+        self,
+        *,
+        kafka: KafkaConfig,
+        registry: SchemaRegistryConfig,
+        topics: TopicsConfig,
+        config: FallbackConfig,
+        email: FallbackChannelClient | None = None,
+        sms: FallbackChannelClient | None = None,
+        metrics: FallbackMetrics | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.kafka = kafka
+        self.topics = topics
+        self.config = config
+        self.metrics = metrics or fallback_metrics()
+        self._clock = clock
+        self._own_sms: SmsClient | None = None
+        smtp_settings, sms_settings = config.smtp(), config.sms()
+        if email is None and smtp_settings is not None:
+            email = SmtpMailer(
+                smtp_settings,
+                config.ssl_context(),
+                email_from=config.email_from,
+                default_subject=config.email_subject,
+                timeout_s=config.send_timeout_s,
+            )
+        if sms is None and sms_settings is not None:
+            sms = self._own_sms = SmsClient(
+                sms_settings, config.ssl_context(), timeout_s=config.send_timeout_s
+            )
+        self._channels: dict[FallbackChannel, FallbackChannelClient | None] = {
+            FallbackChannel.EMAIL: email,
+            FallbackChannel.SMS: sms,
+        }
+        client = make_registry_client(registry)
+        self._decode = EventDeserializer(FallbackRequest, client)
+        self._encode_outcome = EventSerializer(
+            DispatchOutcome, client, auto_register=registry.auto_register
+        )
+        self._encode_status = EventSerializer(
+            NotificationStatus, client, auto_register=registry.auto_register
+        )
+        self._outcome_ctx = SerializationContext(topics.outcomes, MessageField.VALUE)
+        self._status_ctx = SerializationContext(topics.status, MessageField.VALUE)
+        self._source_ctx = SerializationContext(topics.fallbacks, MessageField.VALUE)
+        # librdkafka's own log lines go through logging too, so stderr stays JSON lines only
+        kafka_log = logging.getLogger("pushline.fallback.kafka")
+        self._producer = Producer(
+            kafka.to_librdkafka(**{**PRODUCER_SETTINGS, "linger.ms": 2, "logger": kafka_log})
+        )
+        self._consumer = Consumer(
+            kafka.to_librdkafka(
+                **{
+                    "logger": kafka_log,
+                    "group.id": config.group_id,
+                    "enable.auto.commit": False,
+                    "auto.offset.reset": "earliest",
+                    "session.timeout.ms": config.session_timeout_ms,
+                    "enable.partition.eof": False,
+                }
+            )
+        )
+        self._lock = threading.Lock()  # offsets, active counts and assignment
+        self._offsets: dict[int, PartitionOffsets] = {}
+        self._active: dict[int, int] = {}  # taken and neither finished nor abandoned
+        self._finished: dict[int, TerminalIds] = {}
+        self._assigned: set[int] = set()
+        self._queues: dict[str, deque[_Work]] = {}
+        self._in_flight = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = threading.Event()
+        self._fatal: BaseException | None = None
+        self._ready = threading.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.stats: dict[str, int] = {"sent": 0, "failed": 0, "duplicates": 0, "dlq": 0}
+
+    # ----------------------------------------------------------------- public
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set() and self._fatal is None
+
+    @property
+    def healthy(self) -> bool:
+        return self._fatal is None
+
+    def stop(self) -> None:
+        """Drain in-flight sends, commit and leave the group (thread-safe, idempotent)."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._consumer.subscribe(
+            [self.topics.fallbacks],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
+        consumer_thread = threading.Thread(
+            target=self._consume_forever, name="pushline-fallback-consumer", daemon=True
+        )
+        consumer_thread.start()
+        try:
+            while consumer_thread.is_alive():
+                self._producer.poll(0)
+                await asyncio.sleep(0.005 if self._in_flight else 0.02)
+        finally:
+            self._stopping.set()
+            consumer_thread.join(timeout=self.config.drain_timeout_s + 30)
+            self._producer.flush(10)
+            if self._own_sms is not None:
+                await self._own_sms.aclose()
+        if self._fatal is not None:
+            raise self._fatal
+
+    # ------------------------------------------------------- consumer thread
+
+    def _consume_forever(self) -> None:
+        last_commit = time.monotonic()
+        try:
+            while not self._stopping.is_set() and self._fatal is None:
+                if self._in_flight >= self.config.max_in_flight:
+                    time.sleep(0.01)  # backpressure; librdkafka heartbeats on its own thread
+                    msgs = []
+                else:
+                    msgs = self._consumer.consume(200, timeout=0.05)
+                batch = self._admit(msgs)
+                if batch:
+                    assert self._loop is not None
+                    self._loop.call_soon_threadsafe(self._accept, batch)
+                now = time.monotonic()
+                if now - last_commit >= self.config.commit_interval_s:
+                    self._commit(asynchronous=True)
+                    last_commit = now
+            self._drain(None)
+            self._commit(asynchronous=False)
+        except BaseException as exc:
+            log.exception("consumer thread failed")
+            self._fatal = self._fatal or exc
+        finally:
+            with contextlib.suppress(Exception):
+                self._consumer.close()  # leaves the group (revocation drains and commits first)
+            self._ready.clear()
+
+    def _admit(self, msgs: list[Message]) -> list[_Work]:
+        batch: list[_Work] = []
+        for msg in msgs:
+            err = msg.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consumer error: %s", err)
+                continue
+            partition, offset = msg.partition() or 0, msg.offset() or 0
+            with self._lock:
+                if partition not in self._assigned:
+                    continue
+                self._offsets.setdefault(partition, PartitionOffsets()).taken(offset)
+                self._active[partition] = self._active.get(partition, 0) + 1
+                self._in_flight += 1
+            self.metrics.in_flight.set(self._in_flight)
+            batch.append(_Work(msg=msg, partition=partition, offset=offset))
+        return batch
+
+    def _commit(self, *, asynchronous: bool, only: set[int] | None = None) -> None:
+        with self._lock:
+            positions = []
+            for partition, offsets in self._offsets.items():
+                if only is not None and partition not in only:
+                    continue
+                position = offsets.committable()
+                if position is not None:
+                    positions.append((partition, position, offsets))
+        if not positions:
+            return
+        commit = [TopicPartition(self.topics.fallbacks, p, pos) for p, pos, _ in positions]
+        try:
+            if asynchronous:
+                self._consumer.commit(offsets=commit, asynchronous=True)
+            else:
+                self._consumer.commit(offsets=commit, asynchronous=False)
+        except KafkaException as exc:  # a failed commit is retried by the next one
+            log.warning("commit failed: %s", exc)
+            return
+        with self._lock:
+            for _, position, offsets in positions:
+                offsets.committed(position)
+        self.metrics.commits.inc()
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        numbers = {tp.partition for tp in partitions} - set(self._finished)
+        try:
+            rebuilt = load_terminal_ids(
+                self.kafka,
+                self.topics.outcomes,
+                numbers,
+                window_s=DEDUPE_WINDOW_S,
+                marker=HEADER_FALLBACK_FINISHED,
+            )
+        except Exception as exc:
+            # Without the finished ids a redelivered request could be sent twice: stop instead.
+            self._fatal = exc
+            raise
+        with self._lock:
+            self._finished.update(rebuilt)
+            self._assigned.update(tp.partition for tp in partitions)
+        log.info(
+            "assigned partitions",
+            extra={
+                "partitions": sorted(tp.partition for tp in partitions),
+                "finished_ids_restored": sum(len(t) for t in rebuilt.values()),
+            },
+        )
+        self._ready.set()
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        revoked = {tp.partition for tp in partitions}
+        with self._lock:
+            self._assigned -= revoked
+        self._drain(revoked)
+        self._commit(asynchronous=False, only=revoked)
+        with self._lock:
+            for partition in revoked:
+                self._offsets.pop(partition, None)
+                self._active.pop(partition, None)
+                self._finished.pop(partition, None)
+
+    def _drain(self, which: set[int] | None) -> None:
+        """Wait (bounded) until the given partitions (None: all) have no send in flight.
+        Requests waiting to retry are abandoned instead (see :meth:`_abandoned`)."""
+        deadline = time.monotonic() + self.config.drain_timeout_s
+        busy: list[int] = []
+        while time.monotonic() < deadline:
+            with self._lock:
+                busy = [
+                    p for p, n in self._active.items() if n > 0 and (which is None or p in which)
+                ]
+            if not busy:
+                return
+            time.sleep(0.01)
+        log.warning("drain timed out; uncommitted work will be redelivered: %s", busy)
+
+    # ------------------------------------------------------------ event loop
+
+    def _accept(self, batch: list[_Work]) -> None:
+        for work in batch:
+            try:
+                self._route(work)
+            except Exception as exc:  # never lose a message to a bug: dead-letter it
+                log.exception("unexpected error routing offset %d", work.offset)
+                self._dead_letter(work, exc, "InternalError")
+
+    def _route(self, work: _Work) -> None:
+        msg = work.msg
+        work.headers = [(k, v) for k, v in message_headers(msg) if k == "traceparent"]
+        try:
+            request = self._decode(msg.value(), self._source_ctx)
+        except CodecError as exc:
+            if not is_poison(exc):  # the registry is unreachable, not the message bad
+                self._spawn(self._retry_decode(work))
+                return
+            self._dead_letter(work, exc)
+            return
+        work.request = request
+        if self._is_finished(work):
+            self._duplicate(work)
+            return
+        queue = self._queues.get(request.device_key)
+        if queue is not None:  # one request per device at a time: copies cannot race
+            queue.append(work)
+            return
+        self._queues[request.device_key] = deque([work])
+        self._spawn(self._device_worker(request.device_key))
+
+    async def _retry_decode(self, work: _Work) -> None:
+        await asyncio.sleep(1.0)
+        if self._abandoned(work):
+            self._release(work)
+            return
+        self._route(work)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _device_worker(self, key: str) -> None:
+        queue = self._queues[key]
+        try:
+            while queue:
+                work = queue[0]
+                try:
+                    await self._process(work)
+                except Exception as exc:
+                    log.exception("unexpected error sending a fallback")
+                    self._dead_letter(work, exc, "InternalError")
+                queue.popleft()
+        finally:
+            del self._queues[key]
+
+    def _is_finished(self, work: _Work) -> bool:
+        assert work.request is not None
+        finished = self._finished.get(work.partition)
+        return finished is not None and work.request.notification_id in finished
+
+    def _abandoned(self, work: _Work) -> bool:
+        """True when the work must stop without an outcome: the process is stopping or the
+        partition was revoked. Its offset stays uncommitted, so it is redelivered."""
+        return self._stopping.is_set() or work.partition not in self._assigned
+
+    async def _process(self, work: _Work) -> None:
+        request = work.request
+        assert request is not None
+        if self._abandoned(work):
+            self._release(work)
+            return
+        if self._is_finished(work):
+            self._duplicate(work)
+            return
+        channel = request.fallback.channel
+        client = self._channels.get(channel)
+        if client is None:
+            log.error("a %s fallback arrived but %s is not configured", channel, channel)
+            self._emit(work, None, 0, None, f"{channel.value}NotConfigured")
+            return
+        attempt = 0
+        while True:
+            attempt += 1
+            sent_at = self._clock()
+            result = await client.send(request)
+            self._observe(channel, result)
+            if result.ok or not result.transient:
+                self._emit(work, result, attempt, sent_at, result.reason)
+                return
+            wait = self._backoff(attempt, result.retry_after)
+            if attempt >= self.config.max_attempts or wait > self.config.retry_after_max_s:
+                reason = f"AttemptsExhausted:{result.reason or 'Unknown'}"
+                self._emit(work, result, attempt, sent_at, reason)
+                return
+            log.info(
+                "fallback send failed, retrying",
+                extra={
+                    "notification_id": request.notification_id,
+                    "channel": channel.value,
+                    "attempt": attempt,
+                    "wait_s": round(wait, 3),
+                    "reason": result.reason,
+                },
+            )
+            if not await self._sleep(work, wait):
+                self._release(work)
+                return
+
+    async def _sleep(self, work: _Work, seconds: float) -> bool:
+        """Wait for a retry; False when the work was abandoned meanwhile."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if self._abandoned(work):
+                return False
+            await asyncio.sleep(min(left, 0.1))
+        return not self._abandoned(work)
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        """Exponential backoff with jitter (half fixed, half random), never below Retry-After."""
+        ceiling = min(
+            self.config.backoff_max_s, self.config.backoff_base_s * float(2 ** (attempt - 1))
+        )
+        return max(ceiling / 2 + random.uniform(0, ceiling / 2), retry_after or 0.0)
+
+    def _observe(self, channel: FallbackChannel, result: ChannelResult) -> None:
+        kind = "ok" if result.ok else "transient" if result.transient else "permanent"
+        self.metrics.attempts.labels(channel.value, kind).inc()
+        self.metrics.latency.labels(channel.value).observe(result.latency_ms / 1000)
+
+    # ---------------------------------------------------------------- output
+
+    def _emit(
+        self,
+        work: _Work,
+        result: ChannelResult | None,
+        attempt: int,
+        sent_at: datetime | None,
+        reason: str | None,
+    ) -> None:
+        """Produce the outcome and the status; the offset is done when both were acknowledged."""
+        request = work.request
+        assert request is not None
+        ok = result is not None and result.ok
+        if ok:
+            state, status_state, label = OutcomeState.ACCEPTED, StatusState.FALLBACK_SENT, "sent"
+        elif result is not None and not result.transient:
+            state, status_state, label = (
+                OutcomeState.REJECTED,
+                StatusState.FALLBACK_FAILED,
+                "rejected",
+            )
+        else:
+            state, status_state, label = OutcomeState.FAILED, StatusState.FALLBACK_FAILED, "failed"
+        channel = Channel(request.fallback.channel.value)
+        decided = self._clock()
+        outcome = DispatchOutcome(
+            notification_id=request.notification_id,
+            device_key=request.device_key,
+            # A FallbackRequest carries no device token; the key is the token unless the
+            # producer gave its own device id, and the token is meaningless to this channel.
+            device_token=request.device_key,
+            platform=request.platform,
+            app_id=request.app_id,
+            user_id=request.user_id,
+            state=state,
+            provider_status=result.status if result else None,
+            reason=None if ok else reason,
+            provider_message_id=result.provider_id if ok and result else None,
+            attempt=attempt,
+            latency_ms=result.latency_ms if result else None,
+            requested_at=request.requested_at,
+            sent_at=sent_at,
+            decided_at=decided,
+            fallback=request.fallback,
+            channel=channel,
+        )
+        status = NotificationStatus(
+            notification_id=request.notification_id,
+            device_key=request.device_key,
+            state=status_state,
+            # why the fallback was sent (the reconciler's reason), or why it failed
+            reason=f"{channel.value}:{request.reason if ok else reason}",
+            occurred_at=decided,
+            recorded_at=self._clock(),
+            platform=request.platform,
+            app_id=request.app_id,
+            user_id=request.user_id,
+            final=True,
+        )
+        self.metrics.fallbacks.labels(channel.value, label).inc()
+        self.stats["sent" if ok else "failed"] += 1
+        log.info(
+            "fallback finished",
+            extra={
+                "notification_id": request.notification_id,
+                "channel": channel.value,
+                "result": label,
+                "attempts": attempt,
+                "reason": reason,
+                "provider_message_id": outcome.provider_message_id,
+            },
+        )
+        # Marked finished now, not at the acknowledgement: a copy queued behind this request
+        # must see it. Should the broker refuse the outcome, the sender stops before committing
+        # and the set is rebuilt from what was written.
+        finished = self._finished.get(work.partition)
+        if finished is not None:
+            finished.add(request.notification_id)
+
+        pending = [2]
+
+        def delivered(err: KafkaError | None, msg: Message) -> None:
+            if err is not None:
+                self._delivery_failed(err, msg.topic() or "")
+                return
+            pending[0] -= 1
+            if pending[0] == 0:
+                self._finish(work)
+
+        outcome_headers: Headers = [
+            *work.headers,
+            (HEADER_NOTIFICATION_ID, request.notification_id),
+            (HEADER_FALLBACK_FINISHED, "1"),
+        ]
+        self._produce(
+            self.topics.outcomes,
+            request.device_key,
+            self._encode_outcome(outcome, self._outcome_ctx),
+            outcome_headers,
+            delivered,
+        )
+        self._produce(
+            self.topics.status,
+            request.device_key,
+            self._encode_status(status, self._status_ctx),
+            [*work.headers, (HEADER_NOTIFICATION_ID, request.notification_id)],
+            delivered,
+        )
+
+    def _duplicate(self, work: _Work) -> None:
+        request = work.request
+        assert request is not None
+        self.stats["duplicates"] += 1
+        self.metrics.fallbacks.labels(request.fallback.channel.value, "duplicate").inc()
+        log.info(
+            "fallback already finished, skipped",
+            extra={"notification_id": request.notification_id},
+        )
+        self._finish(work)
+
+    def _dead_letter(
+        self, work: _Work, error: BaseException, error_class: str | None = None
+    ) -> None:
+        msg = work.msg
+        self.stats["dlq"] += 1
+        self.metrics.dlq.labels(self.topics.fallbacks, error_class or type(error).__name__).inc()
+        log.warning(
+            "dead-lettered a fallback request",
+            extra={"partition": work.partition, "offset": work.offset, "error": str(error)},
+        )
+        headers = dead_letter_headers(
+            self.topics.fallbacks,
+            work.partition,
+            work.offset,
+            error,
+            error_class,
+            message_headers(msg),
+        )
+
+        def delivered(err: KafkaError | None, m: Message) -> None:
+            if err is not None:
+                self._delivery_failed(err, self.topics.dlq)
+                return
+            self._finish(work)
+
+        key = msg.key()
+        self._produce(
+            self.topics.dlq,
+            key.decode("utf-8", "replace") if isinstance(key, bytes) else key,
+            msg.value(),
+            headers,
+            delivered,
+        )
+
+    def _produce(
+        self,
+        topic: str,
+        key: str | None,
+        value: bytes | None,
+        headers: Headers,
+        on_delivery: Callable[[KafkaError | None, Message], None],
+    ) -> None:
+        while True:
+            try:
+                self._producer.produce(
+                    topic, key=key, value=value, headers=headers, on_delivery=on_delivery
+                )
+                return
+            except BufferError:
+                self._producer.poll(0.05)
+
+    def _finish(self, work: _Work) -> None:
+        """Everything ``work`` caused is acknowledged: its offset may be committed."""
+        self._release(work)
+        with self._lock:
+            offsets = self._offsets.get(work.partition)
+            if offsets is not None:
+                offsets.done(work.offset)
+
+    def _release(self, work: _Work) -> None:
+        """``work`` no longer occupies a slot (finished, or abandoned with its offset pending)."""
+        with self._lock:
+            self._in_flight -= 1
+            if work.partition in self._active:
+                self._active[work.partition] -= 1
+        self.metrics.in_flight.set(self._in_flight)
+
+    def _delivery_failed(self, err: KafkaError, topic: str) -> None:
+        # The idempotent producer already retried for message.timeout.ms; committing past this
+        # offset would lose the fallback's record, so stop: the group redelivers from the commit.
+        log.error("broker did not acknowledge an event on %s: %s", topic, err.str())
+        self._fatal = self._fatal or DeliveryError(
+            f"broker did not acknowledge an event on {topic}: {err.str()}", topic=topic
+        )
+        self._stopping.set()
+
+
+def run_fallback_sender_service(env: Mapping[str, str]) -> int:
+    """``pushline fallback-sender``: JSON logs, ``/metrics`` + probes, SIGTERM drains and commits."""
+    ops = OpsConfig.from_env(env)
+    configure_json_logging(ops.log_level, "fallback-sender")
+    kafka = KafkaConfig.from_env(env)
+    registry = SchemaRegistryConfig.from_env(env)
+    topics = TopicsConfig.from_env(env)
+    config = FallbackConfig.from_env(env)
+    metrics = fallback_metrics()
+
+    async def main() -> None:
+        sender = FallbackSender(
+            kafka=kafka, registry=registry, topics=topics, config=config, metrics=metrics
+        )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, sender.stop)
+        server = OpsServer.from_config(
+            ops,
+            metrics.registry,
+            ready=lambda: (sender.ready, "waiting for a partition assignment"),
+            healthy=lambda: sender.healthy,
+        )
+        server.start()
+        log.info(
+            "fallback sender starting",
+            extra={"config": repr(config), "topic": topics.fallbacks, "ops": server.url},
+        )
+        try:
+            await sender.run()
+        finally:
+            server.stop()
+            log.info("fallback sender stopped", extra=dict(sender.stats))
+
+    asyncio.run(main())
+    return 0

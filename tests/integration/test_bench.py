@@ -1,0 +1,147 @@
+"""``pushline bench dispatcher`` end to end on the test stack (it reuses the broker and emulators)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pushline.bench._baselines import ApnsTarget
+from pushline.stack import StackHandle
+from tests.integration.pipeline import control
+
+pytestmark = pytest.mark.integration
+
+
+def _bench(
+    env: dict[str, str], *args: str, timeout: float = 240
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pushline", "bench", "dispatcher", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def _dispatcher_pids() -> set[int]:
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"pushline" in cmdline and b"dispatcher" in cmdline and b"bench" not in cmdline:
+            pids.add(int(entry.name))
+    return pids
+
+
+def _is_rate(value: object) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def _recorded_after_one_push(env: dict[str, str]) -> int:
+    """Send one valid push straight to the emulator; how many pushes its record holds then."""
+    target = ApnsTarget.from_env(env)
+    with control(env, "APNS") as ctl:
+        before = len(ctl.pushes())
+        with httpx.Client(http2=True, verify=target.ssl_context()) as client:
+            response = client.post(
+                f"{target.url}/3/device/{os.urandom(32).hex()}",
+                content=b'{"aps":{"alert":"after the bench"}}',
+                headers={
+                    "authorization": f"bearer {target.jwt()}",
+                    "apns-topic": target.topic,
+                    "apns-push-type": "alert",
+                    "apns-id": str(uuid.uuid4()),
+                },
+            )
+        assert response.status_code == 200, response.text
+        return len(ctl.pushes()) - before
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="CPU time is read from /proc")
+def test_bench_dispatcher_reports_every_number_and_every_notification_gets_an_outcome(
+    stack: StackHandle,
+) -> None:
+    env = {**os.environ, **stack.env}
+    if not env.get("APNS_URL"):
+        pytest.skip("the stack under test has no APNs emulator")
+    dispatchers_before = _dispatcher_pids()
+
+    done = _bench(env, "--notifications", "500", "--json")
+
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)  # stdout is exactly one JSON object
+    assert report["notifications"] == 500
+    assert report["outcomes"] == 500
+    assert report["states"] == {"ACCEPTED": 500}
+    assert report["attempts"] == {"1": 500}
+    # The emulator accepted exactly one push per notification while the dispatcher ran.
+    assert report["emulator_accepted"] == 500
+    assert report["processes"] == 1
+    assert report["dispatcher_exit_codes"] == [0]  # it drained and left on SIGTERM
+    assert _is_rate(report["pushline_per_s"])
+    assert report["pushline_total_per_s"] == pytest.approx(report["pushline_per_s"])
+    assert _is_rate(report["cpu_us_per_notification"])
+    latency = report["latency_ms"]
+    assert 0 < latency["p50"] <= latency["p99"] <= latency["max"]
+
+    assert set(report["baselines"]) >= {"aioapns", "httpx"}
+    for name, per_s in report["baselines"].items():
+        detail = report["baseline_details"][name]
+        if per_s is None:
+            assert detail["reason"], f"{name} is null without a reason"
+        else:
+            assert _is_rate(per_s), name
+            assert detail["errors"] == 0, (name, detail)
+            assert detail["requests"] == 500, (name, detail)
+            assert 0 < detail["p50_ms"] <= detail["p99_ms"], (name, detail)
+    if report["ceiling_per_s"] is None:
+        assert report["ceiling"]["reason"]
+    else:
+        assert _is_rate(report["ceiling_per_s"])
+        assert report["ceiling"]["errors"] == 0, report["ceiling"]
+
+    assert report["machine"]["cpu_count"] >= 1
+    assert {row["name"].split(" ")[0] for row in report["rows"]} >= {
+        "pushline",
+        "aioapns",
+        "httpx",
+        "ceiling",
+    }
+
+    # Nothing left behind: no dispatcher process, and the shared emulator records pushes again.
+    assert _dispatcher_pids() - dispatchers_before == set()
+    assert _recorded_after_one_push(env) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--notifications", "0"], "--notifications"),
+        (["--processes", "0"], "--processes"),
+        (["--processes", "3", "--partitions", "2"], "--partitions"),
+        (["--notifications", "many"], "invalid int value"),
+    ],
+)
+def test_bad_arguments_get_one_line_and_exit_code_2(args: list[str], message: str) -> None:
+    # No stack is needed: arguments are checked before anything starts.
+    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
+    done = _bench(env, *args, timeout=60)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert message in lines[0]

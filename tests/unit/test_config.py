@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import pytest
+
+from pushline.config import KafkaConfig, SchemaRegistryConfig, TopicsConfig
+from pushline.errors import ConfigError
+
+ENV = {"KAFKA_BOOTSTRAP_SERVERS": "b1:9092,b2:9092"}
+
+
+def test_kafka_config_maps_fields_and_passes_librdkafka_keys_through() -> None:
+    cfg = KafkaConfig.from_env(
+        {
+            **ENV,
+            "PUSHLINE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "PUSHLINE_KAFKA_SASL_MECHANISM": "PLAIN",
+            "PUSHLINE_KAFKA_SASL_USERNAME": "key",
+            "PUSHLINE_KAFKA_SASL_PASSWORD": "s3cret",
+            "PUSHLINE_LIBRDKAFKA__SOCKET_TIMEOUT_MS": "1234",
+        }
+    )
+    conf = cfg.to_librdkafka(**{"acks": "all"})
+    assert conf["bootstrap.servers"] == "b1:9092,b2:9092"
+    assert conf["security.protocol"] == "SASL_SSL"
+    assert conf["sasl.username"] == "key"
+    assert conf["sasl.password"] == "s3cret"
+    assert conf["socket.timeout.ms"] == "1234"
+    assert conf["acks"] == "all"
+    assert "ssl.ca.location" not in conf  # unset fields are left to librdkafka
+    assert "s3cret" not in repr(cfg)
+
+
+def test_caller_settings_win_over_pass_through_keys() -> None:
+    cfg = KafkaConfig.from_env({**ENV, "PUSHLINE_LIBRDKAFKA__LINGER_MS": "50"})
+    assert cfg.to_librdkafka(**{"linger.ms": 5})["linger.ms"] == 5
+
+
+def test_missing_required_setting_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match="KAFKA_BOOTSTRAP_SERVERS is not set"):
+        KafkaConfig.from_env({})
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"PUSHLINE_TOPIC_PARTITIONS": "many"},
+            "PUSHLINE_TOPIC_PARTITIONS='many' is not a valid int",
+        ),
+        ({"PUSHLINE_TOPIC_PARTITIONS": "0"}, "at least 1"),
+        ({"PUSHLINE_TOPIC_REPLICATION_FACTOR": "0"}, "at least 1"),
+        ({"PUSHLINE_TOPIC_RETENTION_SCALE": "-1"}, "positive"),
+    ],
+)
+def test_bad_topic_settings_are_one_clear_error(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        TopicsConfig.from_env(env)
+
+
+def test_bad_boolean_is_refused() -> None:
+    with pytest.raises(ConfigError, match="not a boolean"):
+        SchemaRegistryConfig.from_env(
+            {"SCHEMA_REGISTRY_URL": "http://r", "PUSHLINE_SCHEMA_AUTO_REGISTER": "perhaps"}
+        )
+
+
+def test_topic_names_take_the_prefix_and_unknown_names_are_refused() -> None:
+    topics = TopicsConfig.from_env({"PUSHLINE_TOPIC_PREFIX": "prod."})
+    assert topics.requests == "prod.push.requests"
+    assert topics.invalid_tokens == "prod.push.invalid-tokens"
+    assert topics.retention_ms("push.status") == 30 * 86_400_000
+    with pytest.raises(ConfigError, match="unknown topic"):
+        topics.name("push.nope")
+
+
+def test_registry_basic_auth_is_passed_and_hidden() -> None:
+    cfg = SchemaRegistryConfig.from_env(
+        {"SCHEMA_REGISTRY_URL": "https://r", "PUSHLINE_SCHEMA_REGISTRY_BASIC_AUTH": "k:secret"}
+    )
+    assert cfg.to_client_conf() == {"url": "https://r", "basic.auth.user.info": "k:secret"}
+    assert "secret" not in repr(cfg)
