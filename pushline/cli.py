@@ -306,7 +306,7 @@ def _build_parser() -> argparse.ArgumentParser:
     reconciler.set_defaults(func=_cmd_reconciler)
 
     demo = sub.add_parser("demo", help="run the pipeline on the embedded stack and report")
-    demo.add_argument("--notifications", type=int, default=5)
+    demo.add_argument("--notifications", type=int, default=20_000)
     demo.add_argument("--json", action="store_true")
     demo.set_defaults(func=_cmd_demo)
     return parser
