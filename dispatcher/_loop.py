@@ -55,8 +55,8 @@ from pushline.headers import message_headers
 from pushline.ops import DispatcherMetrics
 from schemas import (
     DispatchOutcome,
-    EventDeserializer,
-    EventSerializer,
+    FastEventDeserializer,
+    FastEventSerializer,
     NotificationRequest,
     OutcomeState,
     is_poison,
@@ -113,11 +113,13 @@ class Dispatcher:
         self._metrics = metrics
         self._clock = clock
         client = make_registry_client(registry)
-        self._decode = EventDeserializer(NotificationRequest, client)
-        self._encode_outcome = EventSerializer(
+        # The fast codec: same wire format and errors as EventSerializer, a fraction of the cost
+        # (decode ~8 µs instead of ~65 µs per request; see schemas/_fastcodec.py).
+        self._decode = FastEventDeserializer(NotificationRequest, client)
+        self._encode_outcome = FastEventSerializer(
             DispatchOutcome, client, auto_register=registry.auto_register
         )
-        self._encode_request = EventSerializer(
+        self._encode_request = FastEventSerializer(
             NotificationRequest, client, auto_register=registry.auto_register
         )
         self._outcome_ctx = SerializationContext(topics.outcomes, MessageField.VALUE)

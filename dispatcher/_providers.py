@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
 from dispatcher._apns import ApnsClient
 from dispatcher._apps import AppRegistry
 from dispatcher._fcm import FcmClient
+from dispatcher._h2transport import H2Transport
 from dispatcher._results import Action, PushlineReason, SendResult
 from dispatcher._transport import HttpxTransport, Transport
+from pushline.errors import ConfigError
 from schemas import NotificationRequest, Platform
 
 __all__ = ["ProviderClients", "TransportFactory", "default_transport_factory"]
@@ -21,7 +24,13 @@ _NO_CUSTOM: Mapping[str, str] = MappingProxyType({})
 
 
 def default_transport_factory(ca_file: str | None) -> Transport:
-    return HttpxTransport(ca_file=ca_file)
+    """``PUSHLINE_TRANSPORT``: ``h2`` (the default, :class:`H2Transport`) or ``httpx``."""
+    kind = os.environ.get("PUSHLINE_TRANSPORT", "h2").strip().lower() or "h2"
+    if kind == "h2":
+        return H2Transport(ca_file=ca_file)
+    if kind == "httpx":
+        return HttpxTransport(ca_file=ca_file)
+    raise ConfigError(f"PUSHLINE_TRANSPORT must be h2 or httpx, got {kind!r}")
 
 
 class ProviderClients:
