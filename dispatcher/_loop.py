@@ -258,7 +258,10 @@ class Dispatcher:
             with self._lock:
                 if tp not in self._assigned:
                     continue
-                self._offsets.setdefault(tp, PartitionOffsets()).taken(offset)
+                offsets = self._offsets.get(tp)
+                if offsets is None:
+                    offsets = self._offsets[tp] = PartitionOffsets()
+                offsets.taken(offset)
             self._in_flight += 1
             if self._metrics is not None:
                 self._metrics.inflight_sends.set(self._in_flight)
@@ -623,10 +626,9 @@ class Dispatcher:
                 return
             self._finish(work)
 
-        key = msg.key()
         self._produce(
             self.topics.dlq,
-            key.decode("utf-8", "replace") if key else None,
+            msg.key(),  # the original bytes: a replay must restore the key exactly
             msg.value(),
             headers,
             delivered,
@@ -635,7 +637,7 @@ class Dispatcher:
     def _produce(
         self,
         topic: str,
-        key: str | None,
+        key: str | bytes | None,
         value: bytes | None,
         headers: Headers,
         on_delivery: Callable[[KafkaError | None, Message], None],

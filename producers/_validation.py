@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import uuid
 from datetime import UTC, datetime
 
 from pushline.errors import ValidationError
@@ -51,6 +50,8 @@ __all__ = [
     "normalise_device_token",
     "validate_request",
 ]
+
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 APNS_TOKEN_LENGTH = 64
 """Hex characters in an APNs device token (PROVIDERS.md)."""
@@ -156,11 +157,9 @@ def _utf8(field: str, value: str) -> bytes:
 
 
 def _check_identity(req: NotificationRequest) -> None:
-    try:
-        canonical = str(uuid.UUID(req.notification_id))
-    except ValueError:
-        canonical = None
-    if canonical != req.notification_id:
+    # A regex, not uuid.UUID(): the same rule (canonical lower-case 8-4-4-4-12 hex), at a
+    # fraction of the cost on the dispatcher's hot path.
+    if _CANONICAL_UUID.fullmatch(req.notification_id) is None:
         raise ValidationError(
             "notification_id",
             "must be a canonical lower-case UUID (8-4-4-4-12 hex digits), "

@@ -185,6 +185,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_dlq(args: argparse.Namespace) -> int:
+    from pushline._dlq_ops import run_dlq  # noqa: PLC0415
+
+    return run_dlq(args, sys.stdout)
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="pushline", description="Kafka-native push-notification pipeline.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -309,6 +315,34 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--notifications", type=int, default=20_000)
     demo.add_argument("--json", action="store_true")
     demo.set_defaults(func=_cmd_demo)
+
+    dlq = sub.add_parser("dlq", help="list, show and replay the dead-letter topic (push.dlq)")
+    dlq.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds to wait on the broker (10)"
+    )
+    dlq_sub = dlq.add_subparsers(dest="what", required=True, parser_class=_Parser)
+    dlq_filters = _Parser(add_help=False)
+    dlq_filters.add_argument("--source-topic", metavar="TOPIC", help="only entries from TOPIC")
+    dlq_filters.add_argument("--error-class", metavar="CLASS", help="only entries of CLASS")
+    dlq_list = dlq_sub.add_parser(
+        "list", parents=[dlq_filters], help="one line per entry (ID is PARTITION:OFFSET)"
+    )
+    dlq_list.add_argument("--limit", type=int, metavar="N", help="show the oldest N")
+    dlq_list.add_argument("--json", action="store_true", help="print a JSON array")
+    dlq_show = dlq_sub.add_parser("show", help="one entry: headers, hex dump, decoded value")
+    dlq_show.add_argument("id", metavar="ID", help="PARTITION:OFFSET, as `dlq list` prints")
+    dlq_show.add_argument("--bytes", type=int, default=256, help="bytes to hex-dump (256)")
+    dlq_show.add_argument("--json", action="store_true", help="print a JSON object")
+    dlq_replay = dlq_sub.add_parser(
+        "replay",
+        parents=[dlq_filters],
+        help="re-produce entries unchanged to their source topic and record that in the DLQ",
+    )
+    dlq_replay.add_argument("ids", nargs="*", metavar="ID", help="PARTITION:OFFSET")
+    dlq_replay.add_argument("--all", action="store_true", help="every (filtered) entry")
+    dlq_replay.add_argument("--force", action="store_true", help="replay again if replayed")
+    dlq_replay.add_argument("--dry-run", action="store_true", help="print what would be replayed")
+    dlq.set_defaults(func=_cmd_dlq)
     return parser
 
 

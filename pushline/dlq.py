@@ -14,6 +14,7 @@ __all__ = [
     "HEADER_ERROR_CLASS",
     "HEADER_ERROR_MESSAGE",
     "HEADER_FAILED_AT",
+    "HEADER_REPLAYED_FROM",
     "HEADER_SOURCE_OFFSET",
     "HEADER_SOURCE_PARTITION",
     "HEADER_SOURCE_TOPIC",
@@ -27,6 +28,7 @@ HEADER_SOURCE_OFFSET = "pushline.dlq.source.offset"
 HEADER_ERROR_CLASS = "pushline.dlq.error.class"
 HEADER_ERROR_MESSAGE = "pushline.dlq.error.message"
 HEADER_FAILED_AT = "pushline.dlq.failed.at"
+HEADER_REPLAYED_FROM = "pushline.dlq.replayed_from"
 
 _MAX_MESSAGE = 1000  # headers are not a place for a whole traceback
 
@@ -71,8 +73,12 @@ def dead_letter_headers(
         message = str(error)
     else:
         message = error
+    # Older dead-letter headers go (ours replace them), but a replay's origin stays: an event that
+    # fails again after a replay keeps its history.
     kept: list[tuple[str, str | bytes | None]] = [
-        (k, v) for k, v in original or () if not k.startswith("pushline.dlq.")
+        (k, v)
+        for k, v in original or ()
+        if not k.startswith("pushline.dlq.") or k == HEADER_REPLAYED_FROM
     ]
     return [
         *kept,

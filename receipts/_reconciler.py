@@ -253,7 +253,10 @@ class Reconciler:
         if state is None:
             return  # not (or no longer) ours
         work = (topic, partition, offset)
-        self._offsets.setdefault((topic, partition), PartitionOffsets()).taken(offset)
+        offsets = self._offsets.get((topic, partition))
+        if offsets is None:
+            offsets = self._offsets[(topic, partition)] = PartitionOffsets()
+        offsets.taken(offset)
         ctx = SerializationContext(topic, MessageField.VALUE)
         traceparent: Headers = [(k, v) for k, v in message_headers(msg) if k == "traceparent"]
         now = self._clock()
