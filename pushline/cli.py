@@ -185,6 +185,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_config_reference(args: argparse.Namespace) -> int:
+    from pushline.config_reference import render_reference  # noqa: PLC0415
+
+    print(render_reference(), end="")
+    return 0
+
+
 def _cmd_dlq(args: argparse.Namespace) -> int:
     from pushline._dlq_ops import run_dlq  # noqa: PLC0415
 
@@ -315,6 +322,13 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--notifications", type=int, default=20_000)
     demo.add_argument("--json", action="store_true")
     demo.set_defaults(func=_cmd_demo)
+
+    config = sub.add_parser("config", help="configuration helpers")
+    config_sub = config.add_subparsers(dest="what", required=True, parser_class=_Parser)
+    reference = config_sub.add_parser(
+        "reference", help="every environment variable, its default and meaning (Markdown)"
+    )
+    reference.set_defaults(func=_cmd_config_reference)
 
     dlq = sub.add_parser("dlq", help="list, show and replay the dead-letter topic (push.dlq)")
     dlq.add_argument(
