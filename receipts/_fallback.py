@@ -159,6 +159,8 @@ class FallbackSender:
                     "auto.offset.reset": "earliest",
                     "session.timeout.ms": config.session_timeout_ms,
                     "enable.partition.eof": False,
+                    "statistics.interval.ms": 5000,
+                    "stats_cb": self._on_stats,
                 }
             )
         )
@@ -185,6 +187,9 @@ class FallbackSender:
     @property
     def healthy(self) -> bool:
         return self._fatal is None
+
+    def _on_stats(self, stats_json: str) -> None:
+        self.metrics.update_lag_from_stats(stats_json)
 
     def stop(self) -> None:
         """Drain in-flight sends, commit and leave the group (thread-safe, idempotent)."""

@@ -318,8 +318,12 @@ class Reconciler:
                 self._metrics.statuses.labels(status.platform.value, status.state.value).inc()
             for fallback in fx.fallbacks:
                 self._metrics.fallbacks_requested.labels(fallback.fallback.channel.value).inc()
+            state = self._states.get(partition)
             for token in fx.invalid_tokens:
-                self._metrics.invalid_tokens.labels(token.platform.value, token.verdict.value).inc()
+                os_major = state.os_major(token.device_key) if state else "unknown"
+                self._metrics.invalid_tokens.labels(
+                    token.platform.value, token.verdict.value, os_major
+                ).inc()
 
     def _acker(
         self, work: tuple[str, int, int] | None, count: int

@@ -27,7 +27,7 @@ from schemas import (
     TokenVerdict,
 )
 
-__all__ = ["DEAD_TOKEN_REASONS", "Effects", "PartitionState", "Tracked"]
+__all__ = ["DEAD_TOKEN_REASONS", "DEVICE_OS_LIMIT", "Effects", "PartitionState", "Tracked"]
 
 #: Provider reasons that prove a token dead (an uninstall); any other invalid-token reason
 #: (BadDeviceToken, DeviceTokenNotForTopic, a malformed FCM token) only makes it suspect: those
@@ -35,6 +35,8 @@ __all__ = ["DEAD_TOKEN_REASONS", "Effects", "PartitionState", "Tracked"]
 DEAD_TOKEN_REASONS = frozenset(
     {"Unregistered", "ExpiredToken", "UNREGISTERED", "SENDER_ID_MISMATCH"}
 )
+
+DEVICE_OS_LIMIT = 200_000
 
 _TERMINAL_STATUS = {
     OutcomeState.FAILED: StatusState.FAILED,
@@ -113,6 +115,9 @@ class PartitionState:
         held_receipt_ttl_s: float,
     ) -> None:
         self.records: dict[str, Tracked] = {}
+        # The OS version each device last reported in a receipt: invalid-token metrics are split by
+        # it (a wave of dead tokens after an OS release is worth seeing). Bounded, oldest out.
+        self.device_os: dict[str, str] = {}
         self._deadlines: list[tuple[float, str]] = []
         self._default_deadline_s = default_deadline_s
         self._retain_s = retain_s
@@ -196,6 +201,8 @@ class PartitionState:
 
     def on_receipt(self, receipt: DeliveryReceipt, now: datetime) -> Effects:
         fx = Effects()
+        if receipt.os_version:
+            self._remember_os(receipt.device_key, receipt.os_version)
         record = self.records.get(receipt.notification_id)
         if record is None:
             # The receipt beat its outcome: hold it until the outcome arrives.
@@ -254,6 +261,20 @@ class PartitionState:
         return fx
 
     # ------------------------------------------------------------- helpers
+
+    def _remember_os(self, device_key: str, os_version: str) -> None:
+        self.device_os.pop(device_key, None)
+        self.device_os[device_key] = os_version
+        if len(self.device_os) > DEVICE_OS_LIMIT:
+            del self.device_os[next(iter(self.device_os))]
+
+    def os_major(self, device_key: str) -> str:
+        """The major OS version the device last reported ("17" for "17.2.1"), else "unknown"."""
+        version = self.device_os.get(device_key)
+        if not version:
+            return "unknown"
+        major = version.strip().split(".", 1)[0]
+        return major if major.isdigit() and len(major) <= 4 else "other"
 
     def _settle(self, record: Tracked, now: datetime) -> None:
         if record.settled_at is None:

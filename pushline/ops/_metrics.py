@@ -191,7 +191,7 @@ class ReconcilerMetrics:
     fallbacks_requested: Counter
     """``pushline_fallbacks_requested_total{channel}``: fallback requests published."""
     invalid_tokens: Counter
-    """``pushline_invalid_tokens_total{platform,verdict}``: invalid-token events published."""
+    """``pushline_invalid_tokens_total{platform,verdict,os_version}``: invalid-token events."""
     tracked: Gauge
     """``pushline_reconciler_tracked``: notifications held in state."""
     dlq: Counter
@@ -218,8 +218,9 @@ def reconciler_metrics(
         ),
         invalid_tokens=Counter(
             "invalid_tokens",
-            "Invalid-token events published, by verdict (DEAD or SUSPECT).",
-            ["platform", "verdict"],
+            "Invalid-token events published, by verdict (DEAD or SUSPECT) and the major OS "
+            "version the device last reported in a receipt (unknown if none).",
+            ["platform", "verdict", "os_version"],
             **common,
         ),
         tracked=Gauge("reconciler_tracked", "Notifications held in state.", **common),

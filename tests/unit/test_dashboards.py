@@ -147,10 +147,10 @@ def test_every_label_matched_exists_on_the_metric(where: str, expr: str) -> None
 
 def test_the_checks_catch_a_missing_metric_or_label() -> None:
     series = exported_series()
-    expr = 'sum(rate(pushline_invalid_tokens_total{os_version="17"}[5m])) + pushline_sent_total'
+    expr = 'sum(rate(pushline_invalid_tokens_total{os_build="21A"}[5m])) + pushline_sent_total'
     assert set(METRIC_NAME.findall(expr)) - set(series) == {"pushline_sent_total"}
     ((metric, body),) = SELECTOR.findall(expr)
-    assert set(MATCHER_LABEL.findall(body)) - series[metric] == {"os_version"}
+    assert set(MATCHER_LABEL.findall(body)) - series[metric] == {"os_build"}
 
 
 def _panel_exprs() -> list[tuple[str, str]]:

@@ -229,3 +229,23 @@ def test_a_deadline_waits_until_receipts_were_read_past_it() -> None:
     # the receipt that was waiting in Kafka wins over the fallback
     assert states(s.on_receipt(receipt(n), T0 + timedelta(minutes=5))) == [("DELIVERED", True)]
     assert not s.due(T0 + timedelta(minutes=6))
+
+
+def test_the_os_version_a_device_reported_labels_its_invalid_token() -> None:
+    s, n, m = state(), nid(), nid()
+    s.on_receipt(
+        DeliveryReceipt(
+            notification_id=n,
+            device_key="dev-1",
+            kind=ReceiptKind.DELIVERED,
+            received_at=T0,
+            os_version="17.2.1",
+        ),
+        T0,
+    )
+    assert s.os_major("dev-1") == "17"
+    assert s.os_major("dev-never-seen") == "unknown"
+    s.device_os["dev-2"] = "Android 14"
+    assert s.os_major("dev-2") == "other"  # a bounded label set, whatever devices send
+    fx = s.on_outcome(outcome(m, OutcomeState.INVALID_TOKEN, reason="Unregistered"), T0)
+    assert [t.device_key for t in fx.invalid_tokens] == ["dev-1"]
