@@ -59,6 +59,7 @@ from schemas import (
     FastEventSerializer,
     NotificationRequest,
     OutcomeState,
+    Platform,
     is_poison,
     make_registry_client,
 )
@@ -152,6 +153,8 @@ class Dispatcher:
         self._ready = threading.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self.stats: dict[str, int] = {"processed": 0, "dlq": 0, "duplicates": 0}
+        self._send_counters: dict[tuple[str, str, str, str], Any] = {}
+        self._latency_histograms: dict[Platform, Any] = {}
 
     # ----------------------------------------------------------------- public
 
@@ -531,9 +534,16 @@ class Dispatcher:
         ]
         value = self._encode_outcome(outcome, self._outcome_ctx)
         if self._metrics is not None:
-            self._metrics.sends.labels(
-                outcome.app_id, outcome.platform.value, outcome.state.value, outcome.reason or ""
-            ).inc()
+            labels = (
+                outcome.app_id,
+                outcome.platform.value,
+                outcome.state.value,
+                outcome.reason or "",
+            )
+            counter = self._send_counters.get(labels)
+            if counter is None:  # labels() costs a few µs a call: look each series up once
+                counter = self._send_counters[labels] = self._metrics.sends.labels(*labels)
+            counter.inc()
 
         # Marked finished now, not at the acknowledgement: the next request for this device may be
         # a duplicate of this one and must see it. Should the broker refuse the outcome, the
@@ -673,9 +683,12 @@ class Dispatcher:
     def _observe(self, request: NotificationRequest, result: SendResult) -> None:
         if self._metrics is None:
             return
-        self._metrics.provider_latency.labels(request.platform.value).observe(
-            result.latency_ms / 1000
-        )
+        histogram = self._latency_histograms.get(request.platform)
+        if histogram is None:
+            histogram = self._latency_histograms[request.platform] = (
+                self._metrics.provider_latency.labels(request.platform.value)
+            )
+        histogram.observe(result.latency_ms / 1000)
 
     def _count_retry(self, request: NotificationRequest, kind: str) -> None:
         if self._metrics is not None:

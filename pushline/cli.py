@@ -185,6 +185,34 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_receipts_api(args: argparse.Namespace) -> int:
+    from pushline.bench import (  # noqa: PLC0415
+        ReceiptsBenchOptions,
+        format_receipts_table,
+        receipts_to_json,
+        run_receipts_bench,
+    )
+
+    options = ReceiptsBenchOptions(seconds=args.seconds, connections=args.connections)
+    result = run_receipts_bench(options, say=lambda line: print(line, file=sys.stderr))
+    print(json.dumps(receipts_to_json(result)) if args.json else format_receipts_table(result))
+    return 0
+
+
+def _cmd_bench_reconciler(args: argparse.Namespace) -> int:
+    from pushline.bench import (  # noqa: PLC0415
+        ReconcilerBenchOptions,
+        format_reconciler_table,
+        reconciler_to_json,
+        run_reconciler_bench,
+    )
+
+    options = ReconcilerBenchOptions(events=args.events, timeout_s=args.timeout)
+    result = run_reconciler_bench(options, say=lambda line: print(line, file=sys.stderr))
+    print(json.dumps(reconciler_to_json(result)) if args.json else format_reconciler_table(result))
+    return 0
+
+
 def _cmd_config_reference(args: argparse.Namespace) -> int:
     from pushline.config_reference import render_reference  # noqa: PLC0415
 
@@ -312,6 +340,22 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     bench_dispatcher.add_argument("--json", action="store_true", help="print a JSON object")
     bench_dispatcher.set_defaults(func=_cmd_bench)
+    bench_receipts = bench_sub.add_parser(
+        "receipts-api", help="requests/s (and per core) of `pushline receipts-api`"
+    )
+    bench_receipts.add_argument("--seconds", type=float, default=10.0, help="measured (10)")
+    bench_receipts.add_argument("--connections", type=int, default=64, help="keep-alive (64)")
+    bench_receipts.add_argument("--json", action="store_true", help="print a JSON object")
+    bench_receipts.set_defaults(func=_cmd_bench_receipts_api)
+    bench_reconciler = bench_sub.add_parser(
+        "reconciler", help="events/s of one `pushline reconciler` draining a pre-produced backlog"
+    )
+    bench_reconciler.add_argument("--events", type=int, default=50_000, help="input events")
+    bench_reconciler.add_argument(
+        "--timeout", type=float, default=600.0, help="seconds the reconciler may take (600)"
+    )
+    bench_reconciler.add_argument("--json", action="store_true", help="print a JSON object")
+    bench_reconciler.set_defaults(func=_cmd_bench_reconciler)
 
     reconciler = sub.add_parser(
         "reconciler", help="join outcomes with receipts; statuses, fallbacks, invalid tokens"

@@ -145,3 +145,97 @@ def test_bad_arguments_get_one_line_and_exit_code_2(args: list[str], message: st
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert message in lines[0]
+
+
+def _service_pids(service: bytes) -> set[int]:
+    """Processes running ``pushline <service>`` (not a ``pushline bench ...`` of it)."""
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"pushline" in cmdline and service in cmdline and b"bench" not in cmdline:
+            pids.add(int(entry.name))
+    return pids
+
+
+def _bench_cmd(
+    env: dict[str, str], what: str, *args: str, timeout: float = 240
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pushline", "bench", what, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="CPU time is read from /proc")
+def test_bench_receipts_api_reports_rates_and_every_accepted_receipt_reached_the_topic(
+    stack: StackHandle,
+) -> None:
+    env = {**os.environ, **stack.env}
+    before = _service_pids(b"receipts-api")
+
+    done = _bench_cmd(env, "receipts-api", "--seconds", "2", "--connections", "8", "--json")
+
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)  # stdout is exactly one JSON object
+    assert _is_rate(report["requests_per_s"])
+    assert _is_rate(report["requests_per_core_s"])
+    assert report["errors"] == 0, report["statuses"]
+    assert report["requests"] > 0
+    assert report["statuses"] == {"202": report["requests"]}
+    assert report["produced"] == report["accepted_total"] >= report["requests"]
+    assert 0 < report["latency_ms"]["p50"] <= report["latency_ms"]["p99"]
+    assert report["api_exit_code"] == 0
+    assert _service_pids(b"receipts-api") - before == set()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="CPU time is read from /proc")
+def test_bench_reconciler_gets_every_expected_status_and_reports_rates(
+    stack: StackHandle,
+) -> None:
+    env = {**os.environ, **stack.env}
+    before = _service_pids(b"reconciler")
+
+    done = _bench_cmd(env, "reconciler", "--events", "2000", "--json")
+
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["events"] == 2000
+    assert report["outcomes"] == 1000
+    assert report["orphan_receipts"] + report["matched_receipts"] == 1000
+    # One ACCEPTED per outcome, one DELIVERED per receipt that has an outcome, nothing else.
+    assert report["expected_statuses"] == 1000 + report["matched_receipts"]
+    assert report["statuses"] == report["expected_statuses"]
+    assert _is_rate(report["events_per_s"])
+    assert _is_rate(report["cpu_us_per_event"])
+    assert report["reconciler_exit_code"] == 0  # it was stopped with SIGTERM and left cleanly
+    assert _service_pids(b"reconciler") - before == set()
+
+
+@pytest.mark.parametrize(
+    ("what", "args", "message"),
+    [
+        ("receipts-api", ["--seconds", "0"], "--seconds"),
+        ("receipts-api", ["--connections", "0"], "--connections"),
+        ("reconciler", ["--events", "1"], "--events"),
+        ("reconciler", ["--events", "lots"], "invalid int value"),
+    ],
+)
+def test_bad_bench_arguments_get_one_line_and_exit_code_2(
+    what: str, args: list[str], message: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
+    done = _bench_cmd(env, what, *args, timeout=60)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert message in lines[0]
