@@ -34,6 +34,8 @@ def _cmd_emulate_stack(args: argparse.Namespace) -> int:
     return run_stack_forever(
         kafka_port=args.kafka_port,
         registry_port=args.registry_port,
+        kafka=not args.no_kafka,
+        registry=not args.no_registry,
         providers=not args.no_providers,
         receipts_api=args.receipts_api,
     )
@@ -241,6 +243,12 @@ def _build_parser() -> argparse.ArgumentParser:
     stack.add_argument("--registry-port", type=int, default=0, help="default: a free port")
     stack.add_argument(
         "--no-providers", action="store_true", help="without the APNs and FCM emulators"
+    )
+    stack.add_argument(
+        "--no-kafka", action="store_true", help="without the broker (an external cluster is used)"
+    )
+    stack.add_argument(
+        "--no-registry", action="store_true", help="without the schema registry emulator"
     )
     stack.add_argument(
         "--receipts-api",

@@ -45,6 +45,8 @@ class DevStack:
         *,
         kafka_port: int = 0,
         registry_port: int = 0,
+        kafka: bool = True,
+        registry: bool = True,
         providers: bool = True,
         receipts_api: bool = False,
         workdir: Path | None = None,
@@ -54,6 +56,8 @@ class DevStack:
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="pushline-stack-"))
         self._broker = TansuBroker(port=kafka_port, log_file=self.workdir / "tansu.log")
         self._registry_port = registry_port
+        self._with_kafka = kafka
+        self._with_registry = registry
         self._with_providers = providers
         self._with_receipts_api = receipts_api
         self._receipts_api: ReceiptsApiProcess | None = None
@@ -68,17 +72,18 @@ class DevStack:
         from schemas.receipt_token import generate_receipt_token_keys  # noqa: PLC0415
 
         try:
-            self._broker.start()
-            self._registry = RegistryServer(port=self._registry_port)
-            self._registry.start()
-            self._env = {
-                "KAFKA_BOOTSTRAP_SERVERS": self._broker.bootstrap_servers,
-                "SCHEMA_REGISTRY_URL": self._registry.url,
+            self._env = {}
+            if self._with_kafka:
+                self._broker.start()
+                self._env["KAFKA_BOOTSTRAP_SERVERS"] = self._broker.bootstrap_servers
                 # A single embedded broker holds one replica of everything.
-                "PUSHLINE_TOPIC_REPLICATION_FACTOR": "1",
-                # A fresh key per stack: receipt tokens of one stack mean nothing to another.
-                "PUSHLINE_RECEIPT_TOKEN_KEYS": generate_receipt_token_keys(),
-            }
+                self._env["PUSHLINE_TOPIC_REPLICATION_FACTOR"] = "1"
+            if self._with_registry:
+                self._registry = RegistryServer(port=self._registry_port)
+                self._registry.start()
+                self._env["SCHEMA_REGISTRY_URL"] = self._registry.url
+            # A fresh key per stack: receipt tokens of one stack mean nothing to another.
+            self._env["PUSHLINE_RECEIPT_TOKEN_KEYS"] = generate_receipt_token_keys()
             if self._with_providers:
                 self._providers = ProviderEmulators(self.workdir / "providers")
                 self._env.update(self._providers.start())
@@ -106,7 +111,7 @@ class DevStack:
         return dict(self._env)
 
     def healthy(self) -> bool:
-        return self._broker.running()
+        return self._broker.running() or not self._with_kafka
 
     def stop(self) -> None:
         receipts_api, self._receipts_api = self._receipts_api, None
@@ -252,20 +257,32 @@ class _LineReader:
 
 @contextlib.contextmanager
 def stack_from_env_or_spawn(env: Mapping[str, str] | None = None) -> Iterator[StackHandle]:
-    """Use the cluster named by KAFKA_BOOTSTRAP_SERVERS (and SCHEMA_REGISTRY_URL) or start one."""
+    """Use the cluster named by KAFKA_BOOTSTRAP_SERVERS or start the embedded one.
+
+    With an external cluster the emulators (and, without SCHEMA_REGISTRY_URL, the registry
+    emulator) still come from ``pushline emulate stack --no-kafka``, unless the environment already
+    names them (APNS_URL): tests and the demo need the providers either way.
+    """
     env = os.environ if env is None else env
-    if env.get("KAFKA_BOOTSTRAP_SERVERS"):
-        if not env.get("SCHEMA_REGISTRY_URL"):
-            raise StackError("KAFKA_BOOTSTRAP_SERVERS is set but SCHEMA_REGISTRY_URL is not")
-        yield StackHandle(
-            env={
-                "KAFKA_BOOTSTRAP_SERVERS": env["KAFKA_BOOTSTRAP_SERVERS"],
-                "SCHEMA_REGISTRY_URL": env["SCHEMA_REGISTRY_URL"],
-            }
-        )
+    if not env.get("KAFKA_BOOTSTRAP_SERVERS"):
+        handle = spawn_stack()
+        try:
+            yield handle
+        finally:
+            handle.close()
         return
-    handle = spawn_stack()
+    external = {
+        k: v
+        for k, v in env.items()
+        if k in ("KAFKA_BOOTSTRAP_SERVERS", "SCHEMA_REGISTRY_URL") or k.startswith("PUSHLINE_")
+    }
+    if env.get("APNS_URL"):
+        yield StackHandle(env={k: v for k, v in env.items() if k.isupper()})
+        return
+    args = ["--no-kafka"] + (["--no-registry"] if env.get("SCHEMA_REGISTRY_URL") else [])
+    emulators = spawn_stack(extra_args=tuple(args))
     try:
-        yield handle
+        emulators.env = {**emulators.env, **external}
+        yield emulators
     finally:
-        handle.close()
+        emulators.close()
