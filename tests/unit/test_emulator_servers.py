@@ -161,8 +161,8 @@ def test_apns_bad_path_and_device_token(env: dict[str, str]) -> None:
 def test_apns_refresh_rule_per_connection(env: dict[str, str], apns: EmulatorControl) -> None:
     apns.set_token_update_window(3600)
     url = f"{env['APNS_URL']}/3/device/{TOKEN}"
-    first = provider_jwt(env, iat=int(time.time()) - 5)
-    second = provider_jwt(env)
+    now = int(time.time())
+    first, second = provider_jwt(env, iat=now - 5), provider_jwt(env, iat=now)  # two issue times
     # One curl process = one connection: a different token on it is a refresh.
     args = ["curl", "--silent", "--http2", "--cacert", env["PUSHLINE_CA_FILE"]]
     common = ["--header", f"apns-topic: {env['APNS_TOPIC']}", "--data-binary", '{"aps":{}}']
