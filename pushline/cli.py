@@ -162,9 +162,12 @@ def _cmd_fallback_sender(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from pushline.demo import run_demo  # noqa: PLC0415
+    from pushline.demo import DemoOptions, run_demo  # noqa: PLC0415
 
-    return run_demo(notifications=args.notifications, as_json=args.json)
+    if args.receipt_deadline <= 0:
+        raise ValidationError("--receipt-deadline", "must be a positive number of seconds")
+    options = DemoOptions(receipt_deadline_ms=int(args.receipt_deadline * 1000))
+    return run_demo(notifications=args.notifications, as_json=args.json, options=options)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -372,6 +375,12 @@ def _build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run the pipeline on the embedded stack and report")
     demo.add_argument("--notifications", type=int, default=20_000)
+    demo.add_argument(
+        "--receipt-deadline",
+        type=float,
+        default=30.0,
+        help="seconds a device may take to send its receipt before fallback (30)",
+    )
     demo.add_argument("--json", action="store_true")
     demo.set_defaults(func=_cmd_demo)
 

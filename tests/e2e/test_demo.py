@@ -31,7 +31,17 @@ def _processes_with(marker: str) -> list[int]:
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
 def test_demo_accounts_for_every_notification_and_leaves_no_process(stack: StackHandle) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "pushline", "demo", "--notifications", "300", "--json"],
+        [
+            sys.executable,
+            "-m",
+            "pushline",
+            "demo",
+            "--notifications",
+            "300",
+            "--receipt-deadline",
+            "5",
+            "--json",
+        ],
         env={**os.environ, **stack.env},
         capture_output=True,
         text=True,
