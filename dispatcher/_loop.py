@@ -30,7 +30,6 @@ from typing import Any, Protocol
 from confluent_kafka import (
     Consumer,
     KafkaError,
-    KafkaException,
     Message,
     Producer,
     TopicPartition,
@@ -44,7 +43,6 @@ from dispatcher._dedupe import (
     TerminalIds,
     load_terminal_ids,
 )
-from dispatcher._offsets import PartitionOffsets
 from dispatcher._results import Action, SendResult
 from producers import PRODUCER_SETTINGS
 from producers._validation import validate_request
@@ -52,6 +50,7 @@ from pushline.config import KafkaConfig, SchemaRegistryConfig, TopicsConfig
 from pushline.dlq import dead_letter_headers
 from pushline.errors import CodecError, DeliveryError, ValidationError
 from pushline.headers import message_headers
+from pushline.offsets import OffsetLedger
 from pushline.ops import DispatcherMetrics
 from schemas import (
     DispatchOutcome,
@@ -140,8 +139,8 @@ class Dispatcher:
                 }
             )
         )
-        self._lock = threading.Lock()  # offsets and assignment, shared by the two threads
-        self._offsets: dict[tuple[str, int], PartitionOffsets] = {}
+        self._lock = threading.Lock()  # assignment and the duplicate filter
+        self._ledger = OffsetLedger(on_commit=self._count_commit)
         self._terminal: dict[int, TerminalIds] = {}
         self._assigned: set[tuple[str, int]] = set()
         self._resume_at: dict[tuple[str, int], float] = {}
@@ -261,10 +260,7 @@ class Dispatcher:
             with self._lock:
                 if tp not in self._assigned:
                     continue
-                offsets = self._offsets.get(tp)
-                if offsets is None:
-                    offsets = self._offsets[tp] = PartitionOffsets()
-                offsets.taken(offset)
+            self._ledger.taken(topic, partition, offset)
             self._in_flight += 1
             if self._metrics is not None:
                 self._metrics.inflight_sends.set(self._in_flight)
@@ -282,28 +278,9 @@ class Dispatcher:
                 self._consumer.resume([TopicPartition(*tp)])
 
     def _commit(self, *, asynchronous: bool, only: set[tuple[str, int]] | None = None) -> None:
-        with self._lock:
-            positions = []
-            for tp, offsets in self._offsets.items():
-                if only is not None and tp not in only:
-                    continue
-                position = offsets.committable()
-                if position is not None:
-                    positions.append((tp, position, offsets))
-        if not positions:
-            return
-        offsets_to_commit = [TopicPartition(t, p, pos) for (t, p), pos, _ in positions]
-        try:
-            if asynchronous:
-                self._consumer.commit(offsets=offsets_to_commit, asynchronous=True)
-            else:
-                self._consumer.commit(offsets=offsets_to_commit, asynchronous=False)
-        except KafkaException as exc:  # a failed commit is retried by the next one
-            log.warning("commit failed: %s", exc)
-            return
-        with self._lock:
-            for _, position, offsets in positions:
-                offsets.committed(position)
+        self._ledger.commit(self._consumer, asynchronous=asynchronous, only=only)
+
+    def _count_commit(self) -> None:
         if self._metrics is not None:
             self._metrics.commits.inc()
 
@@ -334,9 +311,9 @@ class Dispatcher:
             self._assigned -= revoked
         self._drain(revoked)
         self._commit(asynchronous=False, only=revoked)
+        self._ledger.forget(revoked)
         with self._lock:
             for tp in revoked:
-                self._offsets.pop(tp, None)
                 self._resume_at.pop(tp, None)
             still = {p for _, p in self._assigned}
             for number in set(self._terminal) - still:
@@ -346,12 +323,7 @@ class Dispatcher:
         """Wait (bounded) until the given partitions (None: all) have nothing in flight."""
         deadline = time.monotonic() + self.config.drain_timeout_s
         while time.monotonic() < deadline:
-            with self._lock:
-                busy = [
-                    tp
-                    for tp, offsets in self._offsets.items()
-                    if len(offsets) and (which is None or tp in which)
-                ]
+            busy = self._ledger.busy(which)
             if not busy:
                 return
             time.sleep(0.01)
@@ -666,10 +638,7 @@ class Dispatcher:
         if self._metrics is not None:
             self._metrics.inflight_sends.set(self._in_flight)
         self.stats["processed"] += 1
-        with self._lock:
-            offsets = self._offsets.get((work.topic, work.partition))
-            if offsets is not None:
-                offsets.done(work.offset)
+        self._ledger.done(work.topic, work.partition, work.offset)
 
     def _delivery_failed(self, err: KafkaError, topic: str) -> None:
         # The idempotent producer already retried for message.timeout.ms. Committing past this

@@ -36,16 +36,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from dispatcher._dedupe import HEADER_NOTIFICATION_ID, TerminalIds, load_terminal_ids
-from dispatcher._offsets import PartitionOffsets
 from producers import PRODUCER_SETTINGS
 from pushline.config import KafkaConfig, SchemaRegistryConfig, TopicsConfig
 from pushline.dlq import dead_letter_headers
 from pushline.errors import CodecError, DeliveryError
 from pushline.headers import message_headers
+from pushline.offsets import OffsetLedger
 from pushline.ops import OpsConfig, OpsServer, configure_json_logging
 from receipts._channels import ChannelResult
 from receipts._fallback_config import FallbackConfig
@@ -165,7 +165,7 @@ class FallbackSender:
             )
         )
         self._lock = threading.Lock()  # offsets, active counts and assignment
-        self._offsets: dict[int, PartitionOffsets] = {}
+        self._ledger = OffsetLedger(on_commit=self.metrics.commits.inc)
         self._active: dict[int, int] = {}  # taken and neither finished nor abandoned
         self._finished: dict[int, TerminalIds] = {}
         self._assigned: set[int] = set()
@@ -261,7 +261,7 @@ class FallbackSender:
             with self._lock:
                 if partition not in self._assigned:
                     continue
-                self._offsets.setdefault(partition, PartitionOffsets()).taken(offset)
+                self._ledger.taken(self.topics.fallbacks, partition, offset)
                 self._active[partition] = self._active.get(partition, 0) + 1
                 self._in_flight += 1
             self.metrics.in_flight.set(self._in_flight)
@@ -269,29 +269,12 @@ class FallbackSender:
         return batch
 
     def _commit(self, *, asynchronous: bool, only: set[int] | None = None) -> None:
-        with self._lock:
-            positions = []
-            for partition, offsets in self._offsets.items():
-                if only is not None and partition not in only:
-                    continue
-                position = offsets.committable()
-                if position is not None:
-                    positions.append((partition, position, offsets))
-        if not positions:
-            return
-        commit = [TopicPartition(self.topics.fallbacks, p, pos) for p, pos, _ in positions]
-        try:
-            if asynchronous:
-                self._consumer.commit(offsets=commit, asynchronous=True)
-            else:
-                self._consumer.commit(offsets=commit, asynchronous=False)
-        except KafkaException as exc:  # a failed commit is retried by the next one
-            log.warning("commit failed: %s", exc)
-            return
-        with self._lock:
-            for _, position, offsets in positions:
-                offsets.committed(position)
-        self.metrics.commits.inc()
+        topic = self.topics.fallbacks
+        self._ledger.commit(
+            self._consumer,
+            asynchronous=asynchronous,
+            only=None if only is None else {(topic, p) for p in only},
+        )
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         numbers = {tp.partition for tp in partitions} - set(self._finished)
@@ -325,9 +308,9 @@ class FallbackSender:
             self._assigned -= revoked
         self._drain(revoked)
         self._commit(asynchronous=False, only=revoked)
+        self._ledger.forget((self.topics.fallbacks, p) for p in revoked)
         with self._lock:
             for partition in revoked:
-                self._offsets.pop(partition, None)
                 self._active.pop(partition, None)
                 self._finished.pop(partition, None)
 
@@ -653,10 +636,7 @@ class FallbackSender:
     def _finish(self, work: _Work) -> None:
         """Everything ``work`` caused is acknowledged: its offset may be committed."""
         self._release(work)
-        with self._lock:
-            offsets = self._offsets.get(work.partition)
-            if offsets is not None:
-                offsets.done(work.offset)
+        self._ledger.done(self.topics.fallbacks, work.partition, work.offset)
 
     def _release(self, work: _Work) -> None:
         """``work`` no longer occupies a slot (finished, or abandoned with its offset pending)."""

@@ -27,14 +27,12 @@ from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
     KafkaError,
-    KafkaException,
     Message,
     Producer,
     TopicPartition,
 )
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from dispatcher._offsets import PartitionOffsets
 from producers import PRODUCER_SETTINGS
 from pushline.config import (
     KafkaConfig,
@@ -46,6 +44,7 @@ from pushline.config import (
 from pushline.dlq import dead_letter_headers
 from pushline.errors import CodecError, DeliveryError
 from pushline.headers import message_headers
+from pushline.offsets import OffsetLedger
 from pushline.ops import ReconcilerMetrics
 from receipts._reconciler_state import Effects, PartitionState
 from schemas import (
@@ -161,7 +160,7 @@ class Reconciler:
             )
         )
         self._states: dict[int, PartitionState] = {}
-        self._offsets: dict[tuple[str, int], PartitionOffsets] = {}
+        self._ledger = OffsetLedger()
         self._assigned: set[tuple[str, int]] = set()
         self._receipts_at_end: set[int] = set()
         self._receipts_end_seen: dict[int, datetime] = {}
@@ -253,10 +252,7 @@ class Reconciler:
         if state is None:
             return  # not (or no longer) ours
         work = (topic, partition, offset)
-        offsets = self._offsets.get((topic, partition))
-        if offsets is None:
-            offsets = self._offsets[(topic, partition)] = PartitionOffsets()
-        offsets.taken(offset)
+        self._ledger.taken(topic, partition, offset)
         ctx = SerializationContext(topic, MessageField.VALUE)
         traceparent: Headers = [(k, v) for k, v in message_headers(msg) if k == "traceparent"]
         now = self._clock()
@@ -363,40 +359,15 @@ class Reconciler:
                 self._producer.poll(0.05)
 
     def _done(self, work: tuple[str, int, int]) -> None:
-        offsets = self._offsets.get((work[0], work[1]))
-        if offsets is not None:
-            offsets.done(work[2])
+        self._ledger.done(*work)
 
     def _commit(self, *, asynchronous: bool, only: set[tuple[str, int]] | None = None) -> None:
-        positions = []
-        for tp, offsets in self._offsets.items():
-            if only is not None and tp not in only:
-                continue
-            position = offsets.committable()
-            if position is not None:
-                positions.append((tp, position, offsets))
-        if not positions:
-            return
-        tps = [TopicPartition(t, p, pos) for (t, p), pos, _ in positions]
-        try:
-            if asynchronous:
-                self._consumer.commit(offsets=tps, asynchronous=True)
-            else:
-                self._consumer.commit(offsets=tps, asynchronous=False)
-        except KafkaException as exc:
-            log.warning("commit failed: %s", exc)
-            return
-        for _, position, offsets in positions:
-            offsets.committed(position)
+        self._ledger.commit(self._consumer, asynchronous=asynchronous, only=only)
 
     def _drain(self, which: Iterable[tuple[str, int]] | None = None, timeout: float = 30) -> None:
-        wanted = None if which is None else set(which)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self._fatal is None:
-            busy = [
-                tp for tp, o in self._offsets.items() if len(o) and (wanted is None or tp in wanted)
-            ]
-            if not busy:
+            if not self._ledger.busy(which):
                 return
             self._producer.poll(0.01)
 
@@ -426,8 +397,7 @@ class Reconciler:
         self._producer.flush(10)
         self._commit(asynchronous=False, only=revoked)
         self._assigned -= revoked
-        for tp in revoked:
-            self._offsets.pop(tp, None)
+        self._ledger.forget(revoked)
         still = {p for (_, p) in self._assigned}
         for gone in partitions:
             if gone.partition not in still:
