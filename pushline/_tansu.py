@@ -2,34 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import os
-import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 
 from pushline.errors import StackError
+from pushline.processes import die_with_parent, free_port
 
 __all__ = ["TansuBroker", "free_port"]
-
-_PR_SET_PDEATHSIG = 1
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port nobody listens on right now (the broker binds it a moment later; see start's retry)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def _die_with_parent() -> None:
-    # If the stack process is killed with SIGKILL, the kernel sends the broker SIGTERM, so no broker
-    # outlives the process that started it (Linux only; elsewhere this is a no-op).
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _broker_binary() -> str:
@@ -78,7 +60,7 @@ class TansuBroker:
                 stdout=log,
                 stderr=log,
                 stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - only sets the parent-death signal
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - only sets the parent-death signal
             )
             if self._wait_listening(port, timeout):
                 self.port = port

@@ -31,10 +31,10 @@ from confluent_kafka import Consumer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from producers import NotificationProducer, new_notification
-from pushline._tansu import free_port
 from pushline.config import KafkaConfig, SchemaRegistryConfig, TopicsConfig
 from pushline.emulators._control import EmulatorControl
 from pushline.errors import PushlineError
+from pushline.processes import free_port
 from pushline.stack import stack_from_env_or_spawn
 from pushline.topics import ensure_topics
 from schemas import (

@@ -16,7 +16,6 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from starlette.applications import Starlette
 
 from pushline.errors import StackError
 from pushline.ops import configure_json_logging
+from pushline.processes import free_port
 from receipts._api import ApiLimits, create_app, receipts_metrics
 from receipts._config import ReceiptsApiConfig
 from receipts._sink import KafkaReceiptSink
@@ -153,12 +153,6 @@ def run_receipts_api(env: Mapping[str, str] | None = None) -> int:
     return 0
 
 
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class ReceiptsApiProcess:
     """``pushline receipts-api`` running as a child process; ``url`` is its base URL."""
@@ -199,7 +193,7 @@ def start_receipts_api_process(
     it, once ``/healthz`` answers at all. ``port=0`` picks a free port. Raises :class:`StackError`
     if the process exits or does not get there within ``timeout``.
     """
-    port = port or _free_port(host)
+    port = port or free_port(host)
     child_env = {
         **os.environ,
         **env,

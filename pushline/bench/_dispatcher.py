@@ -28,7 +28,6 @@ How it measures (see also the README benchmark section):
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import itertools
 import os
 import signal
@@ -68,6 +67,7 @@ from pushline.config import KafkaConfig, SchemaRegistryConfig, TopicsConfig
 from pushline.emulators._control import EmulatorControl
 from pushline.errors import StackError, ValidationError
 from pushline.headers import message_headers
+from pushline.processes import die_with_parent
 from pushline.stack import stack_from_env_or_spawn
 from pushline.topics import ensure_topics
 from schemas import (
@@ -84,7 +84,6 @@ __all__ = ["BenchOptions", "BenchResult", "DispatcherRun", "run_dispatcher_bench
 
 APP_ID = "bench"
 EMULATOR_DEFAULT_RECORD_LIMIT = 1_000_000  # EmulatorControl.set_record_limit's documented default
-_PR_SET_PDEATHSIG = 1
 
 Say = Callable[[str], None]
 
@@ -155,12 +154,6 @@ class BenchResult:
     ceiling: BaselineResult
     machine: dict[str, Any] = field(default_factory=dict)
     elapsed_s: float = 0.0
-
-
-def _die_with_parent() -> None:
-    # If the bench is SIGKILLed its dispatchers get SIGTERM from the kernel (Linux only).
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _make_requests(count: int) -> list[NotificationRequest]:
@@ -291,7 +284,7 @@ class _Dispatchers:
                     stdin=subprocess.DEVNULL,
                     stdout=handle,
                     stderr=subprocess.STDOUT,
-                    preexec_fn=_die_with_parent,  # noqa: PLW1509 - only sets the parent-death signal
+                    preexec_fn=die_with_parent,  # noqa: PLW1509 - only sets the parent-death signal
                 )
             )
 

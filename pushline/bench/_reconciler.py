@@ -46,10 +46,10 @@ from confluent_kafka import (
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from producers import PRODUCER_SETTINGS
-from pushline.bench._dispatcher import _die_with_parent
 from pushline.bench._stats import cpu_seconds, interpolate, machine_info
 from pushline.config import KafkaConfig, SchemaRegistryConfig, TopicsConfig
 from pushline.errors import StackError, ValidationError
+from pushline.processes import die_with_parent
 from pushline.stack import stack_from_env_or_spawn
 from pushline.topics import ensure_topics
 from schemas import (
@@ -229,7 +229,7 @@ def _reconciler_process(env: Mapping[str, str], logdir: Path) -> Iterator[subpro
             stdin=subprocess.DEVNULL,
             stdout=handle,
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only sets the parent-death signal
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - only sets the parent-death signal
         )
         try:
             yield proc

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,22 +23,9 @@ from pushline.emulators._tls import (
 from pushline.emulators.apns import ApnsConfig, ApnsKey
 from pushline.emulators.fcm import FcmConfig, FcmServiceAccount
 from pushline.errors import StackError
+from pushline.processes import die_with_parent, free_port
 
 __all__ = ["EmulatorProcess", "ProviderEmulators"]
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def _die_with_parent() -> None:
-    # If whoever started the emulators is SIGKILLed, the kernel sends the emulator SIGTERM.
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass(frozen=True)
@@ -73,7 +56,7 @@ class EmulatorProcess:
                 stdout=log,
                 stderr=log,
                 stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - only sets the parent-death signal
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - only sets the parent-death signal
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -229,7 +212,7 @@ class ProviderEmulators:
         # A free port can be taken between the probe and granian's bind: try a few.
         error: StackError | None = None
         for _ in range(5):
-            port = _free_port(self.host)
+            port = free_port(self.host)
             prepare(port)
             proc = process or self.fcm
             assert proc is not None

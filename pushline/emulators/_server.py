@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import signal
 import ssl
@@ -38,11 +37,11 @@ from hyperframe.frame import GoAwayFrame
 from pushline.emulators._behaviour import Behaviour, Request, Response, json_response, push_view
 from pushline.emulators.apns import ApnsConfig, ApnsEmulator
 from pushline.emulators.fcm import FcmConfig, FcmEmulator
+from pushline.processes import die_with_parent
 
 __all__ = ["CONTROL_PREFIX", "ControlRouter", "Emulator", "H2Listener", "RsgiApp", "main"]
 
 CONTROL_PREFIX = "/_emulator/"
-_PR_SET_PDEATHSIG = 1
 
 
 class Emulator(Protocol):
@@ -348,12 +347,6 @@ def build_emulator(config: dict[str, Any]) -> tuple[Emulator, int]:
     raise ValueError(f"unknown provider {config['provider']!r}")
 
 
-def _die_with_parent() -> None:
-    # The runner may be killed with SIGKILL; the kernel then sends us SIGTERM (Linux only).
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 async def _wait_accepting(host: str, port: int, timeout: float) -> bool:
     deadline = asyncio.get_running_loop().time() + timeout
     while asyncio.get_running_loop().time() < deadline:
@@ -418,7 +411,7 @@ async def serve(config: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    _die_with_parent()
+    die_with_parent()
     config = json.loads(Path(args[0]).read_text())
     asyncio.run(serve(config))
 

@@ -12,8 +12,8 @@ import time
 import httpx
 import pytest
 
-from pushline._tansu import free_port
 from pushline.config import KafkaConfig, SchemaRegistryConfig, TopicsConfig
+from pushline.processes import free_port
 from pushline.stack import StackHandle
 from pushline.topics import ensure_topics
 from schemas import Platform
