@@ -22,8 +22,9 @@ class DispatcherConfig:
     )
     max_in_flight: int = env_field(
         "PUSHLINE_DISPATCHER_MAX_IN_FLIGHT",
-        "Requests being worked on at once per process; consumption pauses above it.",
-        2000,
+        "Requests being worked on at once per process; consumption pauses above it. More is not "
+        "faster: on the benchmark 1000 gave more notifications/s, and less CPU each, than 2000.",
+        1000,
     )
     max_attempts: int = env_field(
         "PUSHLINE_DISPATCHER_MAX_ATTEMPTS",
