@@ -4,35 +4,44 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
 from pushline.errors import StackError
 
-__all__ = ["EmulatorControl"]
+__all__ = ["ControlClient", "EmulatorControl"]
 
 
-class EmulatorControl:
-    """Programs one running APNs or FCM emulator. ``base_url`` is either of its listeners.
+class ControlClient:
+    """An HTTPS client of an emulator's ``/_emulator/`` control endpoints (tests, the demo).
 
-    Settings apply to both listeners of the emulator (they share state), except GOAWAY, which only
-    the ``h2_url`` listener can send (see ``set_goaway_after``).
+    One place for the client set-up and the error mapping of every emulator's control API: a
+    transport failure or a refusal is a :class:`StackError` naming the emulator and the action.
     """
 
-    def __init__(self, base_url: str, ca_file: str | Path, timeout: float = 10.0) -> None:
+    emulator = "emulator"
+
+    def __init__(
+        self,
+        base_url: str,
+        ca_file: str | Path | None,
+        timeout: float = 10.0,
+        *,
+        http2: bool = False,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
+        verify: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=str(ca_file)) if ca_file else True
+        )
         self._client = httpx.Client(
-            base_url=self.base_url + "/_emulator/",
-            http2=True,
-            verify=ssl.create_default_context(cafile=str(ca_file)),
-            timeout=timeout,
+            base_url=self.base_url + "/_emulator/", http2=http2, verify=verify, timeout=timeout
         )
 
     def close(self) -> None:
         self._client.close()
 
-    def __enter__(self) -> EmulatorControl:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -42,12 +51,28 @@ class EmulatorControl:
         try:
             response = self._client.request(method, action, json=body)
         except httpx.HTTPError as exc:
-            raise StackError(f"emulator control {action} at {self.base_url} failed: {exc}") from exc
+            raise StackError(
+                f"{self.emulator} control {action} at {self.base_url} failed: {exc}"
+            ) from exc
         if response.status_code != 200:
             raise StackError(
-                f"emulator control {action} refused ({response.status_code}): {response.text}"
+                f"{self.emulator} control {action} refused ({response.status_code}): "
+                f"{response.text}"
             )
         return response.json()
+
+
+class EmulatorControl(ControlClient):
+    """Programs one running APNs or FCM emulator. ``base_url`` is either of its listeners.
+
+    Settings apply to both listeners of the emulator (they share state), except GOAWAY, which only
+    the ``h2_url`` listener can send (see ``set_goaway_after``).
+    """
+
+    emulator = "APNs/FCM emulator"
+
+    def __init__(self, base_url: str, ca_file: str | Path, timeout: float = 10.0) -> None:
+        super().__init__(base_url, ca_file, timeout, http2=True)
 
     def _post(self, action: str, body: dict[str, Any] | None = None) -> None:
         self._call("POST", action, body or {})

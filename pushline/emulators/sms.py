@@ -19,24 +19,21 @@ import base64
 import random
 import re
 import secrets
-import ssl
 import threading
 import time
 from dataclasses import dataclass
 from email.utils import formatdate
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote
 
-import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from pushline.emulators._control import ControlClient
 from pushline.emulators._threaded_http import ThreadedHttpServer
 from pushline.emulators._tls import TlsMaterial
-from pushline.errors import StackError
 
 __all__ = ["SmsControl", "SmsEmulator"]
 
@@ -386,25 +383,10 @@ def _default_error(status: int) -> str:
     }.get(status, "Error")
 
 
-class SmsControl:
+class SmsControl(ControlClient):
     """Client of the SMS emulator's ``/_emulator/`` endpoints (tests, demo)."""
 
-    def __init__(self, base_url: str, ca_file: str | Path | None, timeout: float = 10.0) -> None:
-        verify: ssl.SSLContext | bool = (
-            ssl.create_default_context(cafile=str(ca_file)) if ca_file else True
-        )
-        self._client = httpx.Client(
-            base_url=base_url.rstrip("/") + "/_emulator/", verify=verify, timeout=timeout
-        )
-
-    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        try:
-            response = self._client.request(method, path, json=body)
-        except httpx.HTTPError as exc:
-            raise StackError(f"SMS emulator control {path} failed: {exc}") from exc
-        if response.status_code != 200:
-            raise StackError(f"SMS emulator control {path} refused: {response.text}")
-        return response.json()
+    emulator = "SMS emulator"
 
     def reset(self, seed: int | None = None) -> None:
         """Forget messages, failures, rates and counters."""
@@ -467,12 +449,3 @@ class SmsControl:
         """requests, accepted, by_status (status code -> count)."""
         result: dict[str, Any] = self._call("GET", "stats")
         return result
-
-    def close(self) -> None:
-        self._client.close()
-
-    def __enter__(self) -> SmsControl:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -27,11 +27,9 @@ import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from email.message import EmailMessage
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from starlette.applications import Starlette
@@ -39,6 +37,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from pushline.emulators._control import ControlClient
 from pushline.emulators._threaded_http import ThreadedHttpServer
 from pushline.emulators._tls import TlsMaterial
 from pushline.errors import StackError
@@ -340,25 +339,10 @@ def _default_message(code: int) -> str:
     return "5.1.1 Recipient address rejected: user unknown"
 
 
-class SmtpControl:
+class SmtpControl(ControlClient):
     """Client of the SMTP emulator's control endpoint (tests, demo)."""
 
-    def __init__(self, base_url: str, ca_file: str | Path | None, timeout: float = 10.0) -> None:
-        verify: ssl.SSLContext | bool = (
-            ssl.create_default_context(cafile=str(ca_file)) if ca_file else True
-        )
-        self._client = httpx.Client(
-            base_url=base_url.rstrip("/") + "/_emulator/", verify=verify, timeout=timeout
-        )
-
-    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        try:
-            response = self._client.request(method, path, json=body)
-        except httpx.HTTPError as exc:
-            raise StackError(f"SMTP emulator control {path} failed: {exc}") from exc
-        if response.status_code != 200:
-            raise StackError(f"SMTP emulator control {path} refused: {response.text}")
-        return response.json()
+    emulator = "SMTP emulator"
 
     def reset(self) -> None:
         """Forget received messages, programmed failures and counters."""
@@ -384,12 +368,3 @@ class SmtpControl:
         """auth_failures, accepted, refused_rcpt, refused_data."""
         result: dict[str, int] = self._call("GET", "stats")
         return result
-
-    def close(self) -> None:
-        self._client.close()
-
-    def __enter__(self) -> SmtpControl:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

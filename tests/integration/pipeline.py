@@ -31,6 +31,33 @@ from schemas.receipt_token import ReceiptTokenConfig, ReceiptTokenSigner
 APP_ID = "default"
 
 
+def murmur2(data: bytes) -> int:
+    """Kafka's Java murmur2: the reference the `murmur2_random` partitioner must match."""
+    length = len(data)
+    seed, m, r = 0x9747B28C, 0x5BD1E995, 24
+    h = (seed ^ length) & 0xFFFFFFFF
+    for i in range(length // 4):
+        k = int.from_bytes(data[i * 4 : i * 4 + 4], "little")
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> r
+        k = (k * m) & 0xFFFFFFFF
+        h = (h * m) & 0xFFFFFFFF
+        h ^= k
+    extra = length % 4
+    tail = length - extra
+    if extra >= 3:
+        h ^= data[tail + 2] << 16
+    if extra >= 2:
+        h ^= data[tail + 1] << 8
+    if extra >= 1:
+        h ^= data[tail]
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return h
+
+
 def signer_for(env: Mapping[str, str]) -> ReceiptTokenSigner:
     """The receipt-token signer of ``env`` (the stack prints its keys), as the services build it."""
     return ReceiptTokenConfig.from_env(env).signer()
@@ -254,6 +281,7 @@ __all__ = [
     "control",
     "fcm_token",
     "message_headers",
+    "murmur2",
     "outcome_reader",
     "raw_producer",
     "request",

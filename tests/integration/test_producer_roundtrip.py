@@ -33,38 +33,12 @@ from schemas import (
     Priority,
     PushType,
 )
+from tests.integration.pipeline import murmur2
 
 pytestmark = pytest.mark.integration
 
 APNS_TOKEN = "a1" * 32
 FCM_TOKEN = "cXk2:APA91b" + "Z" * 140
-
-
-def murmur2(data: bytes) -> int:
-    """Kafka's Java murmur2 (the reference the `murmur2_random` partitioner must match)."""
-    length = len(data)
-    seed, m, r = 0x9747B28C, 0x5BD1E995, 24
-    h = (seed ^ length) & 0xFFFFFFFF
-    for i in range(length // 4):
-        k = int.from_bytes(data[i * 4 : i * 4 + 4], "little")
-        k = (k * m) & 0xFFFFFFFF
-        k ^= k >> r
-        k = (k * m) & 0xFFFFFFFF
-        h = (h * m) & 0xFFFFFFFF
-        h ^= k
-    extra = length % 4
-    tail = length - extra
-    if extra >= 3:
-        h ^= data[tail + 2] << 16
-    if extra >= 2:
-        h ^= data[tail + 1] << 8
-    if extra >= 1:
-        h ^= data[tail]
-        h = (h * m) & 0xFFFFFFFF
-    h ^= h >> 13
-    h = (h * m) & 0xFFFFFFFF
-    h ^= h >> 15
-    return h
 
 
 def _read(

@@ -34,39 +34,13 @@ from schemas.receipt_token import (
     ReceiptTokenSigner,
     generate_receipt_token_keys,
 )
+from tests.integration.pipeline import murmur2
 
 pytestmark = pytest.mark.integration
 
 PARTITIONS = 4
 FCM_TOKEN = "cXk2:APA91b" + "Q" * 150  # too long to be embedded in the receipt token
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-
-
-def murmur2(data: bytes) -> int:
-    """Kafka's Java murmur2 (what the `murmur2_random` partitioner must match)."""
-    length = len(data)
-    seed, m, r = 0x9747B28C, 0x5BD1E995, 24
-    h = (seed ^ length) & 0xFFFFFFFF
-    for i in range(length // 4):
-        k = int.from_bytes(data[i * 4 : i * 4 + 4], "little")
-        k = (k * m) & 0xFFFFFFFF
-        k ^= k >> r
-        k = (k * m) & 0xFFFFFFFF
-        h = (h * m) & 0xFFFFFFFF
-        h ^= k
-    extra = length % 4
-    tail = length - extra
-    if extra >= 3:
-        h ^= data[tail + 2] << 16
-    if extra >= 2:
-        h ^= data[tail + 1] << 8
-    if extra >= 1:
-        h ^= data[tail]
-        h = (h * m) & 0xFFFFFFFF
-    h ^= h >> 13
-    h = (h * m) & 0xFFFFFFFF
-    h ^= h >> 15
-    return h
 
 
 @dataclass
