@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from pushline.ops import LATENCY_BUCKETS, new_registry
-from pushline.ops._metrics import update_lag
+from pushline.ops._metrics import ConsumerLag
 
 __all__ = ["FallbackMetrics", "fallback_metrics"]
 
@@ -31,13 +30,11 @@ class FallbackMetrics:
     """``pushline_dlq_total{source_topic,error}``: records sent to push.dlq, by error class."""
     commits: Counter
     """``pushline_commits_total``: offset commits the broker acknowledged."""
-    consumer_lag: Gauge
+    consumer_lag: ConsumerLag
     """``pushline_consumer_lag{topic,partition}``: as the broker reports it (librdkafka stats)."""
-    _lag_series: set[tuple[str, str]] = field(default_factory=set, repr=False, compare=False)
-    _lag_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def update_lag_from_stats(self, stats_json: str) -> int:
-        return update_lag(self.consumer_lag, self._lag_series, self._lag_lock, stats_json)
+        return self.consumer_lag.update(stats_json)
 
 
 def fallback_metrics(registry: CollectorRegistry | None = None) -> FallbackMetrics:
@@ -77,11 +74,5 @@ def fallback_metrics(registry: CollectorRegistry | None = None) -> FallbackMetri
         commits=Counter(
             "pushline_commits_total", "Offset commits acknowledged.", registry=registry
         ),
-        consumer_lag=Gauge(
-            "pushline_consumer_lag",
-            "Messages between the committed offset and the high watermark, as the broker reports "
-            "them (librdkafka statistics).",
-            ["topic", "partition"],
-            registry=registry,
-        ),
+        consumer_lag=ConsumerLag(registry),
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import (
@@ -25,6 +25,7 @@ from prometheus_client import (
 __all__ = [
     "LATENCY_BUCKETS",
     "NAMESPACE",
+    "ConsumerLag",
     "DispatcherMetrics",
     "ReconcilerMetrics",
     "dispatcher_metrics",
@@ -52,6 +53,26 @@ def new_registry(*, process_metrics: bool = True) -> CollectorRegistry:
     return registry
 
 
+class ConsumerLag:
+    """``pushline_consumer_lag{topic,partition}``, fed from librdkafka's statistics (every consumer
+    of Pushline exports it the same way; see :func:`update_lag`)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.gauge = Gauge(
+            "consumer_lag",
+            "Messages between the committed offset and the high watermark, as the broker reports "
+            "them (librdkafka statistics).",
+            ["topic", "partition"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self._series: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+
+    def update(self, stats_json: str) -> int:
+        return update_lag(self.gauge, self._series, self._lock, stats_json)
+
+
 @dataclass(frozen=True)
 class DispatcherMetrics:
     """Every metric the dispatcher updates. Build with :func:`dispatcher_metrics`."""
@@ -69,18 +90,16 @@ class DispatcherMetrics:
     (rescheduled through push.retries)."""
     dlq: Counter
     """``pushline_dlq_total{source_topic,error}``: records sent to push.dlq, by error class."""
-    consumer_lag: Gauge
-    """``pushline_consumer_lag{topic,partition}``: see :meth:`update_lag_from_stats`."""
+    consumer_lag: ConsumerLag
+    """``pushline_consumer_lag{topic,partition}``: see :func:`update_lag`."""
     outcomes_produced: Counter
     """``pushline_outcomes_produced_total``: outcome events the broker acknowledged."""
     commits: Counter
     """``pushline_commits_total``: offset commits the broker acknowledged."""
-    _lag_series: set[tuple[str, str]] = field(default_factory=set, repr=False, compare=False)
-    _lag_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def update_lag_from_stats(self, stats_json: str) -> int:
-        """Set ``consumer_lag`` from a librdkafka statistics document (see :func:`update_lag`)."""
-        return update_lag(self.consumer_lag, self._lag_series, self._lag_lock, stats_json)
+        """Use as the consumer's ``stats_cb``: see :func:`update_lag`."""
+        return self.consumer_lag.update(stats_json)
 
 
 def update_lag(
@@ -167,13 +186,7 @@ def dispatcher_metrics(
             ["source_topic", "error"],
             **common,
         ),
-        consumer_lag=Gauge(
-            "consumer_lag",
-            "Messages between the committed offset and the high watermark, as the broker reports "
-            "them (librdkafka statistics).",
-            ["topic", "partition"],
-            **common,
-        ),
+        consumer_lag=ConsumerLag(reg),
         outcomes_produced=Counter(
             "outcomes_produced", "Outcome events acknowledged by the broker.", **common
         ),
@@ -195,12 +208,10 @@ class ReconcilerMetrics:
     tracked: Gauge
     """``pushline_reconciler_tracked``: notifications held in state."""
     dlq: Counter
-    consumer_lag: Gauge
-    _lag_series: set[tuple[str, str]] = field(default_factory=set, repr=False, compare=False)
-    _lag_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    consumer_lag: ConsumerLag
 
     def update_lag_from_stats(self, stats_json: str) -> int:
-        return update_lag(self.consumer_lag, self._lag_series, self._lag_lock, stats_json)
+        return self.consumer_lag.update(stats_json)
 
 
 def reconciler_metrics(
@@ -230,11 +241,5 @@ def reconciler_metrics(
             ["source_topic", "error"],
             **common,
         ),
-        consumer_lag=Gauge(
-            "consumer_lag",
-            "Messages between the committed offset and the high watermark, as the broker reports "
-            "them (librdkafka statistics).",
-            ["topic", "partition"],
-            **common,
-        ),
+        consumer_lag=ConsumerLag(reg),
     )

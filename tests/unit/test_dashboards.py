@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
 from dispatcher import RULES, Action
-from pushline.ops import dispatcher_metrics, reconciler_metrics
+from pushline.ops._metrics import ConsumerLag, dispatcher_metrics, reconciler_metrics
 from receipts._api import receipts_metrics
 from receipts._fallback_metrics import fallback_metrics
 
@@ -54,6 +54,8 @@ def exported_series() -> dict[str, set[str]]:
     series: dict[str, set[str]] = {}
     for metrics in _factories():
         for value in vars(metrics).values():
+            if isinstance(value, ConsumerLag):
+                value = value.gauge
             if not isinstance(value, MetricWrapperBase):
                 continue
             # The metric objects know their label names even before a child exists; a
