@@ -27,12 +27,6 @@ TOKEN = "0123456789abcdef" * 4
 pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl with HTTP/2")
 
 
-@pytest.fixture(scope="module")
-def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProviderEmulators]:
-    with ProviderEmulators(tmp_path_factory.mktemp("emulators")) as running:
-        yield running
-
-
 @pytest.fixture
 def env(emulators: ProviderEmulators) -> Iterator[dict[str, str]]:
     for control in (emulators.apns_control(), emulators.fcm_control()):

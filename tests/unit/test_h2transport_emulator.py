@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -20,26 +19,6 @@ from pushline.emulators._control import EmulatorControl
 from pushline.emulators._runner import ProviderEmulators
 from schemas import NotificationContent, NotificationRequest, Platform
 from tests.unit.test_provider_clients import request
-
-
-@pytest.fixture(scope="module")
-def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProviderEmulators]:
-    with ProviderEmulators(tmp_path_factory.mktemp("h2-emulators")) as running:
-        yield running
-
-
-@pytest.fixture
-def apns(emulators: ProviderEmulators) -> Iterator[EmulatorControl]:
-    with emulators.apns_control() as control:
-        control.reset()
-        yield control
-
-
-@pytest.fixture
-def fcm(emulators: ProviderEmulators) -> Iterator[EmulatorControl]:
-    with emulators.fcm_control() as control:
-        control.reset()
-        yield control
 
 
 @pytest.fixture

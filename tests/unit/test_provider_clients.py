@@ -13,7 +13,6 @@ import logging
 import socket
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,26 +33,6 @@ from pushline.emulators._runner import ProviderEmulators
 from pushline.errors import PushlineError
 from schemas import NotificationContent, NotificationRequest, Platform, Priority, PushType
 from tests.unit.test_dispatcher_reasons import EXPECTED_APNS, EXPECTED_FCM
-
-
-@pytest.fixture(scope="module")
-def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProviderEmulators]:
-    with ProviderEmulators(tmp_path_factory.mktemp("provider-emulators")) as running:
-        yield running
-
-
-@pytest.fixture
-def apns(emulators: ProviderEmulators) -> Iterator[EmulatorControl]:
-    with emulators.apns_control() as control:
-        control.reset()
-        yield control
-
-
-@pytest.fixture
-def fcm(emulators: ProviderEmulators) -> Iterator[EmulatorControl]:
-    with emulators.fcm_control() as control:
-        control.reset()
-        yield control
 
 
 @pytest.fixture
