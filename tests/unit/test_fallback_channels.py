@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pushline.emulators._tls import TlsMaterial, generate_tls
+from pushline.emulators._tls import TlsMaterial
 from pushline.emulators.sms import SmsEmulator
 from pushline.emulators.smtp import SmtpEmulator
 from receipts._channels import ChannelResult, parse_retry_after
@@ -19,23 +18,6 @@ from receipts._smtp import SmtpMailer, message_id_for
 from schemas import Fallback, FallbackChannel, FallbackRequest, Platform
 
 NID = "2f1c1c4e-8a41-4b53-9d7a-6c3f1bd6a001"
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsMaterial:
-    return generate_tls(tmp_path_factory.mktemp("tls"))
-
-
-@pytest.fixture(scope="module")
-def smtp(tls: TlsMaterial) -> Iterator[SmtpEmulator]:
-    with SmtpEmulator(tls=tls) as emulator:
-        yield emulator
-
-
-@pytest.fixture(scope="module")
-def sms(tls: TlsMaterial) -> Iterator[SmsEmulator]:
-    with SmsEmulator(tls=tls) as emulator:
-        yield emulator
 
 
 @pytest.fixture(autouse=True)

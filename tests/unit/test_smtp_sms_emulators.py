@@ -5,34 +5,16 @@ from __future__ import annotations
 import re
 import smtplib
 import ssl
-from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
 
 import httpx
 import pytest
 
-from pushline.emulators._tls import TlsMaterial, generate_tls
+from pushline.emulators._tls import TlsMaterial
 from pushline.emulators.fallback import FallbackEmulators, start_fallback_emulators
 from pushline.emulators.sms import SmsEmulator
 from pushline.emulators.smtp import SmtpEmulator
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsMaterial:
-    return generate_tls(tmp_path_factory.mktemp("tls"))
-
-
-@pytest.fixture(scope="module")
-def smtp(tls: TlsMaterial) -> Iterator[SmtpEmulator]:
-    with SmtpEmulator(tls=tls) as emulator:
-        yield emulator
-
-
-@pytest.fixture(scope="module")
-def sms(tls: TlsMaterial) -> Iterator[SmsEmulator]:
-    with SmsEmulator(tls=tls) as emulator:
-        yield emulator
 
 
 @pytest.fixture(autouse=True)
