@@ -813,8 +813,9 @@ class _Pool:
                 # woken, then timed out or cancelled before running: give the stream back
                 waiter.result().reserved -= 1
                 self.wake()
-            with contextlib.suppress(ValueError):
-                self.waiters.remove(entry)
+            if not taken:  # (a taken entry was popped by wake(); remove() would format its repr)
+                with contextlib.suppress(ValueError):
+                    self.waiters.remove(entry)
 
     def wake(self) -> None:
         """Hand free streams to waiters in order; open a connection when all are full."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
 
 from dispatcher._apns import ApnsClient
@@ -74,22 +74,30 @@ class ProviderClients:
         self._clients[key] = client
         return client
 
-    async def send(
+    def send(
         self, req: NotificationRequest, extra_custom: Mapping[str, str] = _NO_CUSTOM
-    ) -> SendResult:
+    ) -> Awaitable[SendResult]:
+        """The send's coroutine (a plain function returning the client's coroutine: one
+        coroutine frame less per send than an ``async def`` awaiting it)."""
         client = self.client(req.app_id, req.platform)
         if client is None:
-            return SendResult(
-                platform=req.platform,
-                action=Action.CONFIG_ALERT,
-                reason=PushlineReason.UNKNOWN_APP,
-                collapse_id=req.collapse_id,
-                error=f"no {req.platform.value} credentials for app {req.app_id!r}",
+            return _ready(
+                SendResult(
+                    platform=req.platform,
+                    action=Action.CONFIG_ALERT,
+                    reason=PushlineReason.UNKNOWN_APP,
+                    collapse_id=req.collapse_id,
+                    error=f"no {req.platform.value} credentials for app {req.app_id!r}",
+                )
             )
-        return await client.send(req, extra_custom=extra_custom)
+        return client.send(req, extra_custom=extra_custom)
 
     async def aclose(self) -> None:
         transports, self._transports = self._transports, []
         self._clients.clear()
         for transport in transports:
             await transport.aclose()
+
+
+async def _ready(result: SendResult) -> SendResult:
+    return result

@@ -312,6 +312,62 @@ class DispatchOutcome:
         )
 
 
+_new_object = object.__new__
+_set_slot = object.__setattr__
+
+
+def unchecked_dispatch_outcome(
+    *,
+    notification_id: str,
+    device_key: str,
+    device_token: str,
+    platform: Platform,
+    app_id: str,
+    user_id: str | None,
+    state: OutcomeState,
+    provider_status: int | None,
+    reason: str | None,
+    provider_message_id: str | None,
+    attempt: int,
+    latency_ms: float | None,
+    requested_at: datetime,
+    sent_at: datetime | None,
+    decided_at: datetime,
+    token_invalid_since: datetime | None,
+    receipt_deadline_ms: int | None,
+    fallback: Fallback | None,
+    collapse_id: str | None,
+    channel: Channel = Channel.PUSH,
+) -> DispatchOutcome:
+    """A DispatchOutcome built without ``__post_init__``: for the dispatcher's hot path, whose
+    values are normalised already (enum members; UTC datetimes in whole milliseconds, as decoded
+    from Avro or made by :func:`schemas._convert.utc_now_millis`). Equal to ``DispatchOutcome(...)``
+    with the same values, at a third of the cost (the unit tests compare the two on every field).
+    A caller with values from elsewhere uses the checked constructor."""
+    o = _new_object(DispatchOutcome)
+    _set_slot(o, "notification_id", notification_id)
+    _set_slot(o, "device_key", device_key)
+    _set_slot(o, "device_token", device_token)
+    _set_slot(o, "platform", platform)
+    _set_slot(o, "app_id", app_id)
+    _set_slot(o, "user_id", user_id)
+    _set_slot(o, "state", state)
+    _set_slot(o, "provider_status", provider_status)
+    _set_slot(o, "reason", reason)
+    _set_slot(o, "provider_message_id", provider_message_id)
+    _set_slot(o, "attempt", attempt)
+    _set_slot(o, "latency_ms", latency_ms)
+    _set_slot(o, "requested_at", requested_at)
+    _set_slot(o, "sent_at", sent_at)
+    _set_slot(o, "decided_at", decided_at)
+    _set_slot(o, "token_invalid_since", token_invalid_since)
+    _set_slot(o, "receipt_deadline_ms", receipt_deadline_ms)
+    _set_slot(o, "fallback", fallback)
+    _set_slot(o, "channel", channel)
+    _set_slot(o, "collapse_id", collapse_id)
+    return o
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DeliveryReceipt:
     """A device confirmed it received or opened a notification (push.receipts)."""

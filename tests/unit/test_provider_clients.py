@@ -21,7 +21,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from dispatcher._apns import ApnsClient
+from dispatcher._apns import ApnsClient, apns_id_for
 from dispatcher._apps import AppRegistry, FcmAppConfig, Secret
 from dispatcher._auth import ApnsTokenSigner
 from dispatcher._fcm import FcmClient
@@ -502,3 +502,12 @@ def test_no_secret_reaches_the_logs(
     for secret in (jwt_token, access_token, account["private_key"], apns_key):
         for line in secret.strip().splitlines()[1:2] or [secret]:
             assert line not in logged
+
+
+def test_apns_id_is_the_notification_id_or_a_stable_uuid5() -> None:
+    canonical = "0b8f6a52-7c0e-4c55-9a39-3f1e1f7c2d11"
+    assert apns_id_for(canonical) == canonical
+    assert apns_id_for(canonical.upper()) == canonical  # the same UUID, canonical spelling
+    other = apns_id_for("order-1234")
+    assert other == apns_id_for("order-1234") and str(uuid.UUID(other)) == other
+    assert other != apns_id_for("order-1235")

@@ -315,3 +315,22 @@ def test_generated_keys_parse_and_differ() -> None:
     assert len(parse_receipt_token_keys(a)["k1"]) == 32
     assert parse_receipt_token_keys(a)["k1"] != parse_receipt_token_keys(b)["dev"]
     assert ReceiptTokenConfig.from_env({"PUSHLINE_RECEIPT_TOKEN_KEYS": b}).active_kid == "dev"
+
+
+def test_sign_until_matches_sign_and_takes_any_uuid_spelling() -> None:
+    signer = ReceiptTokenSigner({"k1": b"k" * 32}, "k1")
+    nid = "0b8f6a52-7c0e-4c55-9a39-3f1e1f7c2d11"
+    expires = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+    token = signer.sign_until(nid, "device-1", int(expires.timestamp()))
+    assert token == signer.sign(nid, "device-1", expires)
+    assert signer.sign_until(nid.upper(), "device-1", int(expires.timestamp())) == token
+    claims = signer.verify(token, now=expires - timedelta(seconds=1))
+    assert (claims.notification_id, claims.device_key, claims.expires_at) == (
+        nid,
+        "device-1",
+        expires,
+    )
+    with pytest.raises(ValueError, match="not a UUID"):
+        signer.sign_until("order-1", "device-1", int(expires.timestamp()))
+    with pytest.raises(ValueError, match="outside"):
+        signer.sign_until(nid, "device-1", -1)

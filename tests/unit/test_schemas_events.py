@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import io
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
@@ -29,6 +30,8 @@ from schemas import (
     TokenVerdict,
     load_schema,
 )
+from schemas._convert import utc_now_millis
+from schemas._events import unchecked_dispatch_outcome
 
 ALL = full_events() + minimal_events()
 
@@ -246,3 +249,25 @@ def test_enums_match_schema_symbols() -> None:
     assert set(found) == set(enums)
     for name, symbols in found.items():
         assert [m.value for m in enums[name]] == symbols, name
+
+
+@pytest.mark.parametrize(
+    "outcome", [e for e in ALL if isinstance(e, DispatchOutcome)], ids=lambda e: _id(e)
+)
+def test_unchecked_dispatch_outcome_equals_the_checked_constructor(outcome: Any) -> None:
+    fields = {f.name: getattr(outcome, f.name) for f in dataclasses.fields(DispatchOutcome)}
+    # every field is a parameter, so a field added to the event cannot be forgotten here
+    assert set(inspect.signature(unchecked_dispatch_outcome).parameters) == set(fields)
+    built = unchecked_dispatch_outcome(**fields)
+    assert built == outcome
+    assert {n: getattr(built, n) for n in fields} == fields
+    assert unchecked_dispatch_outcome(**fields) == DispatchOutcome(**fields)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.state = OutcomeState.FAILED  # type: ignore[misc]
+
+
+def test_utc_now_millis_is_normalised_and_current() -> None:
+    before = datetime.now(UTC) - timedelta(milliseconds=1)
+    now = utc_now_millis()
+    assert now.tzinfo is UTC and now.microsecond % 1000 == 0
+    assert before <= now <= datetime.now(UTC)
