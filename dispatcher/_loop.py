@@ -46,6 +46,7 @@ from dispatcher._results import Action, SendResult
 from producers import PRODUCER_SETTINGS
 from producers._validation import validate_request
 from pushline.config import KafkaConfig, SchemaRegistryConfig, TopicsConfig
+from pushline.consuming import consume_available
 from pushline.dlq import dead_letter_headers
 from pushline.errors import CodecError, DeliveryError, ValidationError
 from pushline.headers import message_headers
@@ -218,7 +219,7 @@ class Dispatcher:
                     time.sleep(0.005)  # backpressure; librdkafka heartbeats on its own thread
                     msgs = []
                 else:
-                    msgs = self._consumer.consume(500, timeout=0.05)
+                    msgs = consume_available(self._consumer, 500, timeout=0.05)
                 batch = self._admit(msgs)
                 if batch:
                     self._call_in_loop(self._accept, batch)

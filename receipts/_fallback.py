@@ -42,6 +42,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from dispatcher._dedupe import HEADER_NOTIFICATION_ID, TerminalIds, load_terminal_ids
 from producers import PRODUCER_SETTINGS
 from pushline.config import KafkaConfig, SchemaRegistryConfig, TopicsConfig
+from pushline.consuming import consume_available
 from pushline.dlq import dead_letter_headers
 from pushline.errors import CodecError, DeliveryError
 from pushline.headers import message_headers
@@ -230,7 +231,7 @@ class FallbackSender:
                     time.sleep(0.01)  # backpressure; librdkafka heartbeats on its own thread
                     msgs = []
                 else:
-                    msgs = self._consumer.consume(200, timeout=0.05)
+                    msgs = consume_available(self._consumer, 200, timeout=0.05)
                 batch = self._admit(msgs)
                 if batch:
                     assert self._loop is not None

@@ -41,6 +41,7 @@ from pushline.config import (
     config_from_env,
     env_field,
 )
+from pushline.consuming import consume_available
 from pushline.dlq import dead_letter_headers
 from pushline.errors import CodecError, DeliveryError
 from pushline.headers import message_headers
@@ -196,7 +197,7 @@ class Reconciler:
         last_commit = last_prune = time.monotonic()
         try:
             while not self._stopping.is_set() and self._fatal is None:
-                for msg in self._consumer.consume(500, timeout=0.05):
+                for msg in consume_available(self._consumer, 500, timeout=0.05):
                     self._handle(msg)
                 now = self._clock()
                 for partition, state in list(self._states.items()):
