@@ -118,9 +118,9 @@ class PacedFigures:
 class DispatcherRun:
     """What the dispatcher processes did.
 
-    Capacity mode: the window is the first to the last outcome of a pre-produced backlog. Paced
-    mode (``paced`` set): the window is the first measured request's produce time to the last
-    outcome, so ``total_per_s`` is the rate delivered while the producer paced.
+    ``seconds`` and the rates are over the first to the last terminal outcome (several processes
+    in capacity mode: from when all had joined). CPU time is over the same window, except in paced
+    mode (``paced`` set), where it runs from the first measured request's produce time.
     """
 
     notifications: int

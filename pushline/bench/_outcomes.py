@@ -167,16 +167,18 @@ def dispatcher_run(
     collected: Collected,
     outcomes: list[DispatchOutcome],
     window_ms: tuple[float, float],
+    cpu_window_ms: tuple[float, float] | None = None,
     emulator_accepted: int | None,
     exit_codes: list[int | None],
     measured: int | None = None,
     paced: PacedFigures | None = None,
 ) -> DispatcherRun:
-    """The figures of a run whose measured window is ``window_ms`` (wall-clock ms), in which
-    ``measured`` (default: all) of the notifications got their outcome."""
+    """The figures of a run whose rate is measured over ``window_ms`` (wall-clock ms), in which
+    ``measured`` (default: all) of the notifications got their outcome, and its CPU time over
+    ``cpu_window_ms`` (default: the same)."""
     measured = notifications if measured is None else measured
     seconds = max((window_ms[1] - window_ms[0]) / 1000, 0.001)
-    cpu_used = collected.cpu_between(*window_ms)
+    cpu_used = collected.cpu_between(*(cpu_window_ms or window_ms))
     latencies = [o.latency_ms for o in outcomes if o.latency_ms is not None]
     total = measured / seconds
     return DispatcherRun(

@@ -22,10 +22,11 @@ How it measures:
    provider's answer and the outcome, and slightly over-states them. Both ends have millisecond
    resolution (Avro ``timestamp-millis``, Kafka timestamps): each value is +/- 1 ms.
 4. **Provider latency** is ``DispatchOutcome.latency_ms``, as in capacity mode.
-5. **Achieved rate and CPU**: the window runs from the first measured request's ``requested_at``
-   to the last terminal outcome; delivered rate = N / window, CPU µs per notification = the
-   dispatchers' CPU time over the window / N (idle polling between notifications included: it is
-   what that load costs).
+5. **Achieved rate and CPU**: the delivered rate is N / (last - first terminal outcome), as in
+   capacity mode (R when the pipeline keeps up, its capacity when it does not). CPU µs per
+   notification = the dispatchers' CPU time from the first measured request's ``requested_at`` to
+   the last terminal outcome, / N (idle polling between notifications included: it is what that
+   load costs).
 """
 
 from __future__ import annotations
@@ -171,7 +172,8 @@ def run_paced(ctx: BenchContext, processes: int) -> DispatcherRun:
         processes=processes,
         collected=collected,
         outcomes=outcomes,
-        window_ms=(min(requested_ms), collected.window_ms[1]),
+        window_ms=collected.window_ms,
+        cpu_window_ms=(min(requested_ms), collected.window_ms[1]),
         emulator_accepted=(
             None
             if accepted_before is None or accepted_after is None

@@ -107,8 +107,9 @@ def _paced_json(run: DispatcherRun, paced: PacedFigures) -> dict[str, Any]:
         "producer_behind_max_ms": paced.producer_behind_max_ms,
         "delivered_per_s": run.total_per_s,
         "window_s": run.seconds,
-        "window": "first measured request's requested_at -> last terminal outcome",
+        "window": "first -> last terminal outcome",
         "cpu_us_per_notification": run.cpu_us_per_notification,
+        "cpu_window": "first measured request's requested_at -> last terminal outcome",
         "warmup_notifications": paced.warmup_notifications,
         "added_latency_ms": {
             "definition": ADDED_LATENCY_DEFINITION,

@@ -176,9 +176,10 @@ def test_paced_bench_reports_added_latency_and_every_notification_is_accounted_f
     paced = report["paced"]
     assert paced["rate_requested"] == 200
     assert paced["warmup_notifications"] > 0
-    # Paced, not a burst: 300 at 200/s take about 1.5 s from the first request to the last outcome.
+    # Paced, not a burst (which the dispatcher drains in well under 0.1 s): 300 at 200/s are sent
+    # over about 1.5 s, and their outcomes come out over about as long.
     assert 0.5 * 200 <= paced["produced_per_s"] <= 1.1 * 200, paced
-    assert paced["window_s"] >= 299 / 200, paced
+    assert paced["window_s"] >= 0.8 * 299 / 200, paced
     assert _is_rate(paced["delivered_per_s"])
     assert _is_rate(paced["cpu_us_per_notification"])
     added = paced["added_latency_ms"]
