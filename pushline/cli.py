@@ -183,6 +183,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         processes=args.processes,
         partitions=args.partitions,
         timeout_s=args.timeout,
+        provider=args.provider,
+        rate=args.rate,
+        baselines=args.baselines,
+        scaling=args.scaling,
     )
     # Progress goes to stderr, so stdout is only the table or the JSON object.
     result = run_dispatcher_bench(options, say=lambda line: print(line, file=sys.stderr))
@@ -340,14 +344,36 @@ def _build_parser() -> argparse.ArgumentParser:
     bench_sub = bench.add_subparsers(dest="what", required=True, parser_class=_Parser)
     bench_dispatcher = bench_sub.add_parser(
         "dispatcher",
-        help="N notifications through `pushline dispatcher` to the APNs emulator, with httpx, "
-        "aioapns and h2load baselines from the same run",
+        help="N notifications through `pushline dispatcher` to the APNs (or FCM) emulator: "
+        "capacity, or added latency at a paced rate, with httpx, aioapns and h2load baselines "
+        "from the same run",
     )
     bench_dispatcher.add_argument("--notifications", type=int, default=20_000)
     bench_dispatcher.add_argument("--processes", type=int, default=1, help="dispatcher processes")
     bench_dispatcher.add_argument("--partitions", type=int, help="default: max(6, --processes)")
     bench_dispatcher.add_argument(
         "--timeout", type=float, default=600.0, help="seconds the dispatchers may take (600)"
+    )
+    bench_dispatcher.add_argument(
+        "--provider", choices=["apns", "fcm"], default="apns", help="emulator to send to (apns)"
+    )
+    bench_dispatcher.add_argument(
+        "--rate",
+        type=float,
+        metavar="R",
+        help="paced mode: produce R notifications/s while the dispatchers run and report the "
+        "latency the pipeline adds (default: capacity from a pre-produced backlog)",
+    )
+    bench_dispatcher.add_argument(
+        "--baselines",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run the client baselines and the emulator's h2load ceiling (default: on)",
+    )
+    bench_dispatcher.add_argument(
+        "--scaling",
+        action="store_true",
+        help="measure one process first, then --processes, and print the ratio",
     )
     bench_dispatcher.add_argument("--json", action="store_true", help="print a JSON object")
     bench_dispatcher.set_defaults(func=_cmd_bench)

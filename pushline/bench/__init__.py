@@ -1,5 +1,6 @@
 """Benchmarks. ``pushline bench dispatcher``: the dispatcher end to end through Kafka against the
-APNs emulator, with httpx, aioapns and h2load (the emulator's ceiling) in the same run.
+APNs (or FCM) emulator, with httpx, aioapns and h2load (the emulator's ceiling) in the same run;
+its capacity from a backlog, or (``rate=``) the latency it adds at a paced load.
 ``pushline bench receipts-api``: requests/s (and per core) of the receipts API.
 ``pushline bench reconciler``: events/s of one reconciler draining a pre-produced backlog.
 
@@ -12,6 +13,8 @@ from pushline.bench._dispatcher import (
     BenchOptions,
     BenchResult,
     DispatcherRun,
+    PacedFigures,
+    ScalingFigures,
     run_dispatcher_bench,
 )
 from pushline.bench._receipts import (
@@ -35,10 +38,12 @@ __all__ = [
     "BenchOptions",
     "BenchResult",
     "DispatcherRun",
+    "PacedFigures",
     "ReceiptsBenchOptions",
     "ReceiptsBenchResult",
     "ReconcilerBenchOptions",
     "ReconcilerBenchResult",
+    "ScalingFigures",
     "format_receipts_table",
     "format_reconciler_table",
     "format_table",

@@ -5,6 +5,9 @@
 - ``h2load``: nghttp2's load generator (C), many streams on a few connections: the emulator's
   own ceiling, so we know when the emulator rather than the client is the bottleneck.
 
+The FCM counterparts (httpx and h2load against the FCM emulator) are in ``_fcm_baselines``; they
+share :func:`drive_requests` and :func:`run_h2load` with these.
+
 Each client sends the same requests the dispatcher sends (same payload bytes including a receipt
 token, same APNs headers) with bounded concurrency, after a short warm-up that opens the
 connection. Per-request latency is measured from just before the client is asked to send to when
@@ -24,6 +27,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -36,6 +40,9 @@ __all__ = [
     "ApnsPush",
     "ApnsTarget",
     "BaselineResult",
+    "H2Request",
+    "apns_h2_request",
+    "drive_requests",
     "run_aioapns",
     "run_h2load",
     "run_httpx",
@@ -119,13 +126,18 @@ class BaselineResult:
         return cls(name=name, per_s=None, reason=reason)
 
 
-SendOne = Callable[[ApnsPush], Awaitable[bool]]
+PushT = TypeVar("PushT")
 
 
-async def _drive(
-    name: str, send: SendOne, pushes: Sequence[ApnsPush], concurrency: int, budget_s: float
+async def drive_requests(
+    name: str,
+    send: Callable[[PushT], Awaitable[bool]],
+    pushes: Sequence[PushT],
+    concurrency: int,
+    budget_s: float,
 ) -> BaselineResult:
-    """Send ``pushes`` with ``concurrency`` workers until done or ``budget_s`` has passed."""
+    """Send ``pushes`` with ``concurrency`` workers until done or ``budget_s`` has passed;
+    ``send`` answers whether the provider accepted the push."""
     for push in pushes[:WARMUP_REQUESTS]:  # opens the connection, warms caches; not counted
         await send(push)
     latencies: list[float] = []
@@ -200,7 +212,7 @@ def run_httpx(
                     return False
                 return response.status_code == 200
 
-            return await _drive("httpx", send, pushes, concurrency, budget_s)
+            return await drive_requests("httpx", send, pushes, concurrency, budget_s)
 
     return asyncio.run(main())
 
@@ -259,7 +271,7 @@ def run_aioapns(
             return bool(result.is_successful)
 
         try:
-            return await _drive("aioapns", send, pushes, concurrency, budget_s)
+            return await drive_requests("aioapns", send, pushes, concurrency, budget_s)
         finally:
             client.pool.close()
 
@@ -274,26 +286,38 @@ _FINISHED = re.compile(r"finished in ([\d.]+)(ms|s),\s*([\d.]+) req/s")
 _STATUS = re.compile(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx")
 
 
+@dataclass(frozen=True)
+class H2Request:
+    """The one request h2load repeats: where, with which headers, with which body."""
+
+    url: str
+    headers: Mapping[str, str]
+    body: bytes
+
+
+def apns_h2_request(target: ApnsTarget, push: ApnsPush) -> H2Request:
+    """``push`` as h2load sends it to the APNs emulator, with a valid provider token."""
+    headers = _headers(target, target.jwt(), push)
+    del headers["apns-id"]  # one fixed apns-id for every request would be odd; APNs makes one
+    return H2Request(f"{target.url}/3/device/{push.token}", headers, push.payload)
+
+
 def run_h2load(
-    target: ApnsTarget,
-    push: ApnsPush,
+    request: H2Request,
     *,
     requests: int,
     connections: int = 4,
     streams: int = 100,
     timeout_s: float = 120.0,
 ) -> BaselineResult:
-    """The emulator's ceiling: h2load with ``connections`` x ``streams`` concurrent streams,
-    all with a valid provider token, one thread (h2load is C; one thread outruns the emulator)."""
+    """An emulator's ceiling: h2load with ``connections`` x ``streams`` concurrent streams, each
+    repeating ``request``, one thread (h2load is C; one thread outruns the emulator)."""
     h2load = shutil.which("h2load")
     if h2load is None:
         return BaselineResult.skipped("h2load", f"h2load is not on PATH; {H2LOAD_INSTALL_HINT}")
-    bearer = target.jwt()
     with tempfile.TemporaryDirectory(prefix="pushline-bench-") as tmp:
         body = Path(tmp) / "payload.json"
-        body.write_bytes(push.payload)
-        headers = _headers(target, bearer, push)
-        del headers["apns-id"]  # one fixed apns-id for every request would be odd; APNs makes one
+        body.write_bytes(request.body)
         command = [
             h2load,
             f"--requests={requests}",
@@ -301,8 +325,8 @@ def run_h2load(
             f"--max-concurrent-streams={streams}",
             "--threads=1",
             f"--data={body}",
-            *(f"--header={k}: {v}" for k, v in headers.items()),
-            f"{target.url}/3/device/{push.token}",
+            *(f"--header={k}: {v}" for k, v in request.headers.items()),
+            request.url,
         ]
         try:
             done = subprocess.run(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -14,6 +15,7 @@ import httpx
 import pytest
 
 from pushline.bench._baselines import ApnsTarget
+from pushline.bench._fcm_baselines import FcmTarget
 from pushline.stack import StackHandle
 from tests.integration.pipeline import control
 
@@ -33,16 +35,25 @@ def _bench(
     )
 
 
-def _dispatcher_pids() -> set[int]:
+def _dispatcher_pids(env: dict[str, str]) -> set[int]:
+    """``pushline dispatcher`` processes sending to this stack's emulators (identified by their
+    CA file): other benchmarks may run dispatchers on the same machine meanwhile."""
+    ours = f"PUSHLINE_CA_FILE={env['PUSHLINE_CA_FILE']}".encode()
     pids = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            environ = (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"pushline" in cmdline and b"dispatcher" in cmdline and b"bench" not in cmdline:
+        if (
+            b"pushline" in cmdline
+            and b"dispatcher" in cmdline
+            and b"bench" not in cmdline
+            and ours in environ
+        ):
             pids.add(int(entry.name))
     return pids
 
@@ -78,7 +89,7 @@ def test_bench_dispatcher_reports_every_number_and_every_notification_gets_an_ou
     env = {**os.environ, **stack.env}
     if not env.get("APNS_URL"):
         pytest.skip("the stack under test has no APNs emulator")
-    dispatchers_before = _dispatcher_pids()
+    dispatchers_before = _dispatcher_pids(env)
 
     done = _bench(env, "--notifications", "500", "--json")
 
@@ -123,8 +134,131 @@ def test_bench_dispatcher_reports_every_number_and_every_notification_gets_an_ou
     }
 
     # Nothing left behind: no dispatcher process, and the shared emulator records pushes again.
-    assert _dispatcher_pids() - dispatchers_before == set()
+    assert _dispatcher_pids(env) - dispatchers_before == set()
     assert _recorded_after_one_push(env) == 1
+
+
+def _fcm_recorded_after_one_push(env: dict[str, str]) -> int:
+    """Send one valid message straight to the FCM emulator; how many its record holds then."""
+    target = FcmTarget.from_env(env)
+    with control(env, "FCM") as ctl:
+        before = len(ctl.pushes())
+        with httpx.Client(http2=True, verify=target.ssl_context()) as client:
+            response = client.post(
+                target.send_url,
+                json={"message": {"token": "t" * 64, "notification": {"title": "after"}}},
+                headers={"authorization": f"Bearer {target.access_token()}"},
+            )
+        assert response.status_code == 200, response.text
+        return len(ctl.pushes()) - before
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="CPU time is read from /proc")
+def test_paced_bench_reports_added_latency_and_every_notification_is_accounted_for(
+    stack: StackHandle,
+) -> None:
+    env = {**os.environ, **stack.env}
+    if not env.get("APNS_URL"):
+        pytest.skip("the stack under test has no APNs emulator")
+    dispatchers_before = _dispatcher_pids(env)
+
+    done = _bench(env, "--notifications", "300", "--rate", "200", "--no-baselines", "--json")
+
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["mode"] == "paced"
+    assert report["notifications"] == report["measured_notifications"] == 300
+    assert report["outcomes"] == 300
+    assert report["states"] == {"ACCEPTED": 300}
+    # The warm-up is not counted: the emulator accepted one push per measured notification.
+    assert report["emulator_accepted"] == 300
+    assert report["dispatcher_exit_codes"] == [0]
+    paced = report["paced"]
+    assert paced["rate_requested"] == 200
+    assert paced["warmup_notifications"] > 0
+    # Paced, not a burst (which the dispatcher drains in well under 0.1 s): 300 at 200/s are sent
+    # over about 1.5 s, and their outcomes come out over about as long.
+    assert 0.5 * 200 <= paced["produced_per_s"] <= 1.1 * 200, paced
+    assert paced["window_s"] >= 0.8 * 299 / 200, paced
+    assert _is_rate(paced["delivered_per_s"])
+    assert _is_rate(paced["cpu_us_per_notification"])
+    added = paced["added_latency_ms"]
+    assert 0 <= added["p50"] <= added["p99"] <= added["max"], added
+    provider = paced["provider_latency_ms"]
+    assert 0 < provider["p50"] <= provider["p99"] <= provider["max"], provider
+    # A notification cannot be answered faster than the provider answered it (+/- 1 ms rounding).
+    assert added["max"] >= provider["max"] - 1, (added, provider)
+    # --no-baselines: only the dispatcher's rows.
+    assert report["baselines"] == {}
+    assert report["ceiling"] is None
+    assert [row["name"].split(" ")[0] for row in report["rows"]] == ["pushline", "pushline"]
+    assert _dispatcher_pids(env) - dispatchers_before == set()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="CPU time is read from /proc")
+def test_fcm_bench_delivers_every_notification_and_has_the_fcm_baselines(
+    stack: StackHandle,
+) -> None:
+    env = {**os.environ, **stack.env}
+    if not env.get("FCM_URL"):
+        pytest.skip("the stack under test has no FCM emulator")
+
+    done = _bench(env, "--provider", "fcm", "--notifications", "300", "--json")
+
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["provider"] == "fcm"
+    assert report["outcomes"] == 300
+    assert report["states"] == {"ACCEPTED": 300}
+    # Counted by the FCM emulator: the notifications went to FCM, once each.
+    assert report["emulator_accepted"] == 300
+    assert report["dispatcher_exit_codes"] == [0]
+    assert _is_rate(report["pushline_per_s"])
+
+    assert report["baselines"]["aioapns"] is None
+    assert report["baseline_details"]["aioapns"]["reason"] == "APNs only"
+    httpx_detail = report["baseline_details"]["httpx"]
+    assert _is_rate(report["baselines"]["httpx"]), httpx_detail
+    assert httpx_detail["errors"] == 0
+    assert httpx_detail["requests"] == 300
+    if shutil.which("h2load") is None:
+        assert "h2load" in report["ceiling"]["reason"]
+    else:
+        assert _is_rate(report["ceiling_per_s"]), report["ceiling"]
+        assert report["ceiling"]["errors"] == 0, report["ceiling"]
+    names = [row["name"] for row in report["rows"]]
+    assert names[0].startswith("pushline to FCM")
+    assert names[1:] == ["aioapns", "httpx", "ceiling (h2load)"]
+    assert _fcm_recorded_after_one_push(env) == 1
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="CPU time is read from /proc")
+def test_scaling_runs_one_process_then_k_and_reports_their_ratio(stack: StackHandle) -> None:
+    env = {**os.environ, **stack.env}
+    if not env.get("APNS_URL"):
+        pytest.skip("the stack under test has no APNs emulator")
+
+    done = _bench(
+        env, "--processes", "2", "--scaling", "--notifications", "2000", "--no-baselines", "--json"
+    )
+
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    scaling = report["scaling"]
+    assert scaling["processes"] == 2
+    single = scaling["single_process"]
+    assert single["states"] == {"ACCEPTED": 2000}
+    assert single["emulator_accepted"] == 2000
+    assert single["dispatcher_exit_codes"] == [0]
+    assert report["states"] == {"ACCEPTED": 2000}
+    assert report["emulator_accepted"] == 2000
+    assert report["dispatcher_exit_codes"] == [0, 0]
+    assert scaling["factor"] == pytest.approx(report["pushline_total_per_s"] / single["per_s"])
+    assert report["pushline_per_s"] == pytest.approx(report["pushline_total_per_s"] / 2)
+    assert [row["name"] for row in report["rows"]] == [
+        "pushline (1 process)",
+        "pushline (2 processes, per process)",
+    ]
 
 
 @pytest.mark.parametrize(

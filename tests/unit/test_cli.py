@@ -65,3 +65,41 @@ def test_missing_bootstrap_servers_is_a_config_error() -> None:
     assert result.returncode == 2
     assert "KAFKA_BOOTSTRAP_SERVERS is not set" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# Nothing listens on port 9: a bench that got past its argument checks fails with exit code 1
+# (or hangs until the test's timeout), never with 2.
+_UNREACHABLE_STACK = {
+    "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9",
+    "SCHEMA_REGISTRY_URL": "http://127.0.0.1:9",
+    "APNS_URL": "https://127.0.0.1:9",
+    "FCM_URL": "https://127.0.0.1:9",
+    "PUSHLINE_CA_FILE": "/nonexistent/ca.pem",
+    "PATH": "/usr/bin:/bin",
+}
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (("--rate", "0"), "--rate"),
+        (("--rate", "-100"), "--rate"),
+        (("--rate", "nan"), "--rate"),
+        (("--rate", "lots"), "--rate"),
+        (("--notifications", "100000", "--rate", "100", "--timeout", "60"), "--rate"),
+        (("--scaling",), "--scaling"),
+        (("--scaling", "--processes", "1"), "--scaling"),
+        (("--scaling", "--processes", "2", "--rate", "500"), "--scaling"),
+        (("--provider", "gcm"), "--provider"),
+    ],
+)
+def test_bad_bench_dispatcher_options_are_one_line_exit_2(
+    args: tuple[str, ...], option: str
+) -> None:
+    result = _run("bench", "dispatcher", *args, env=_UNREACHABLE_STACK)
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert option in lines[0]
+    assert "Traceback" not in result.stderr

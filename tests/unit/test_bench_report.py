@@ -1,0 +1,154 @@
+"""``pushline bench dispatcher``'s table and JSON for each mode, from hand-made results."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from pushline.bench import (
+    BaselineResult,
+    BenchOptions,
+    BenchResult,
+    DispatcherRun,
+    PacedFigures,
+    ScalingFigures,
+    format_table,
+    to_json,
+)
+
+
+def _run(total_per_s: float = 8000.0, processes: int = 1, **changes: Any) -> DispatcherRun:
+    run = DispatcherRun(
+        notifications=1000,
+        outcomes=1000,
+        outcome_messages=1000,
+        states={"ACCEPTED": 1000},
+        attempts={1: 1000},
+        seconds=1000 / total_per_s,
+        total_per_s=total_per_s,
+        per_process_per_s=total_per_s / processes,
+        cpu_seconds=0.12,
+        cpu_us_per_notification=120.0,
+        latency_p50_ms=80.0,
+        latency_p99_ms=150.0,
+        latency_max_ms=170.0,
+        per_s_by_quarter=[total_per_s] * 4,
+        emulator_accepted=1000,
+        exit_codes=[0] * processes,
+        processes=processes,
+        measured=1000,
+    )
+    return dataclasses.replace(run, **changes)
+
+
+_BASELINES = {
+    "aioapns": BaselineResult("aioapns", 3000.0, 1000, 0, 0.3, 200, 300.0, 55.0, 120.0),
+    "httpx": BaselineResult("httpx", 900.0, 1000, 0, 1.1, 200, 1100.0, 200.0, 300.0),
+}
+_CEILING = BaselineResult("h2load", 20_000.0, 100_000, 0, 5.0, 400)
+
+
+def _result(options: BenchOptions, run: DispatcherRun, **changes: Any) -> BenchResult:
+    fields: dict[str, Any] = {"baselines": _BASELINES, "ceiling": _CEILING, **changes}
+    return BenchResult(options=options, dispatcher=run, machine={"usable_cpus": 2}, **fields)
+
+
+def _row_names(table: str) -> list[str]:
+    rows = table.split("\n\n")[0].splitlines()[1:]
+    return [row.split("  ")[0].strip() for row in rows]
+
+
+def test_the_default_capacity_table_keeps_its_rows_and_says_nothing_of_new_modes() -> None:
+    result = _result(BenchOptions(), _run())
+    table = format_table(result)
+    assert _row_names(table) == [
+        "pushline (1 process, per process)",
+        "aioapns",
+        "httpx",
+        "ceiling (h2load)",
+    ]
+    assert "scaling" not in table
+    assert "paced" not in table
+    report = json.loads(json.dumps(to_json(result)))
+    assert report["mode"] == "capacity"
+    assert report["paced"] is None
+    assert report["scaling"] is None
+    assert report["ceiling_per_s"] == 20_000.0
+    assert report["baselines"] == {"aioapns": 3000.0, "httpx": 900.0}
+
+
+def test_without_baselines_only_the_dispatcher_rows_remain() -> None:
+    result = _result(BenchOptions(baselines=False), _run(), baselines={}, ceiling=None)
+    assert _row_names(format_table(result)) == ["pushline (1 process, per process)"]
+    report = to_json(result)
+    assert report["baselines"] == {}
+    assert report["ceiling"] is None
+    assert report["ceiling_per_s"] is None
+    assert report["baselines_run"] is False
+    assert len(report["rows"]) == 1
+
+
+def test_paced_rows_are_added_latency_and_provider_latency() -> None:
+    paced = PacedFigures(
+        rate=1500.0,
+        produced_per_s=1499.0,
+        producer_behind_max_ms=2.5,
+        added_p50_ms=9.0,
+        added_p99_ms=21.0,
+        added_max_ms=30.0,
+        warmup_notifications=48,
+    )
+    result = _result(
+        BenchOptions(rate=1500.0), _run(total_per_s=1490.0, paced=paced), baselines={}, ceiling=None
+    )
+    table = format_table(result)
+    assert _row_names(table) == [
+        "pushline paced at 1,500/s (1 process, total): added latency",
+        "pushline paced at 1,500/s: provider latency",
+    ]
+    added_row = table.splitlines()[1].split()
+    assert added_row[-4:] == ["1,490", "120.0", "9.00", "21.00"]
+    assert "p50 9 ms, p99 21 ms, max 30 ms" in table
+    report = to_json(result)
+    assert report["mode"] == "paced"
+    added = report["paced"]["added_latency_ms"]
+    assert (added["p50"], added["p99"], added["max"]) == (9.0, 21.0, 30.0)
+    assert "requested_at" in added["definition"]
+    assert report["paced"]["provider_latency_ms"] == {"p50": 80.0, "p99": 150.0, "max": 170.0}
+    assert report["paced"]["delivered_per_s"] == 1490.0
+    assert report["paced"]["produced_per_s"] == 1499.0
+
+
+def test_scaling_prints_the_ratio_only_when_one_process_was_measured_in_the_same_run() -> None:
+    two = _run(total_per_s=12_000.0, processes=2)
+    without = format_table(_result(BenchOptions(processes=2), two))
+    assert "scaling: not measured" in without
+
+    single = _run(total_per_s=8000.0)
+    result = _result(
+        BenchOptions(processes=2, scaling=True),
+        two,
+        scaling=ScalingFigures(single_process=single, factor=1.5),
+    )
+    table = format_table(result)
+    assert _row_names(table)[:2] == ["pushline (1 process)", "pushline (2 processes, per process)"]
+    assert "scaling: 2 processes deliver 1.50 x one process" in table
+    assert "share the machine's CPUs" in table
+    report = to_json(result)
+    assert report["scaling"]["factor"] == 1.5
+    assert report["scaling"]["single_process_total_per_s"] == 8000.0
+    assert report["scaling"]["processes_total_per_s"] == 12_000.0
+    assert report["pushline_per_s"] == 6000.0  # per process, as always
+
+
+def test_fcm_names_the_provider_and_shows_aioapns_as_skipped() -> None:
+    baselines = {
+        "aioapns": BaselineResult.skipped("aioapns", "APNs only"),
+        "httpx": _BASELINES["httpx"],
+    }
+    result = _result(BenchOptions(provider="fcm"), _run(), baselines=baselines)
+    table = format_table(result)
+    assert _row_names(table)[0] == "pushline to FCM (1 process, per process)"
+    assert "(APNs only)" in table
+    assert to_json(result)["provider"] == "fcm"
