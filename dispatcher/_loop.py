@@ -132,7 +132,7 @@ class Dispatcher:
         self._retry_ctx = SerializationContext(topics.retries, MessageField.VALUE)
         self._producer = Producer(kafka.to_librdkafka(**{**PRODUCER_SETTINGS, "linger.ms": 2}))
         self._consumer = Consumer(
-            kafka.to_librdkafka(
+            kafka.to_consumer_librdkafka(
                 **{
                     "group.id": config.group_id,
                     "enable.auto.commit": False,

@@ -131,6 +131,14 @@ class KafkaConfig:
     ssl_ca_location: str | None = env_field(
         "PUSHLINE_KAFKA_SSL_CA_LOCATION", "CA bundle used to verify the brokers.", None
     )
+    fetch_wait_max_ms: int | None = env_field(
+        "PUSHLINE_KAFKA_FETCH_WAIT_MAX_MS",
+        "How long the services' consumers let a broker hold a fetch that found no new data "
+        "(librdkafka fetch.wait.max.ms; unset: its default, 500). Apache Kafka answers as soon as "
+        "data arrives, so this only bounds idle polling there; the embedded Tansu broker holds "
+        "every such fetch for the whole time, so the dev stack sets 10.",
+        None,
+    )
     extra: Mapping[str, str] = field(
         default_factory=dict,
         metadata={"doc": f"Any other librdkafka setting, as {LIBRDKAFKA_PREFIX}<KEY>."},
@@ -163,6 +171,12 @@ class KafkaConfig:
         conf.update(self.extra)
         conf.update(settings)
         return conf
+
+    def to_consumer_librdkafka(self, **settings: Any) -> dict[str, Any]:
+        """:meth:`to_librdkafka` for a service's group consumer: with ``fetch.wait.max.ms``."""
+        if self.fetch_wait_max_ms is not None:
+            settings = {"fetch.wait.max.ms": self.fetch_wait_max_ms, **settings}
+        return self.to_librdkafka(**settings)
 
     def __repr__(self) -> str:  # secrets never reach a log line through repr()
         return f"KafkaConfig(bootstrap_servers={self.bootstrap_servers!r}, client_id={self.client_id!r})"

@@ -78,6 +78,10 @@ class DevStack:
                 self._env["KAFKA_BOOTSTRAP_SERVERS"] = self._broker.bootstrap_servers
                 # A single embedded broker holds one replica of everything.
                 self._env["PUSHLINE_TOPIC_REPLICATION_FACTOR"] = "1"
+                # Tansu holds a fetch that found nothing for all of fetch.wait.max.ms, even when
+                # data arrives meanwhile (Kafka answers at once): 500 ms would add up to 500 ms
+                # to every hop of the pipeline.
+                self._env["PUSHLINE_KAFKA_FETCH_WAIT_MAX_MS"] = "10"
             if self._with_registry:
                 self._registry = RegistryServer(port=self._registry_port)
                 self._registry.start()

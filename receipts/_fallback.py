@@ -152,7 +152,7 @@ class FallbackSender:
             kafka.to_librdkafka(**{**PRODUCER_SETTINGS, "linger.ms": 2, "logger": kafka_log})
         )
         self._consumer = Consumer(
-            kafka.to_librdkafka(
+            kafka.to_consumer_librdkafka(
                 **{
                     "logger": kafka_log,
                     "group.id": config.group_id,

@@ -146,7 +146,7 @@ class Reconciler:
         }
         self._producer = Producer(kafka.to_librdkafka(**PRODUCER_SETTINGS))
         self._consumer = Consumer(
-            kafka.to_librdkafka(
+            kafka.to_consumer_librdkafka(
                 **{
                     "group.id": config.group_id,
                     "enable.auto.commit": False,

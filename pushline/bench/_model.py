@@ -110,6 +110,10 @@ class PacedFigures:
     added_p50_ms: float | None
     added_p99_ms: float | None
     added_max_ms: float | None
+    before_send_p50_ms: float | None
+    before_send_p99_ms: float | None
+    """``sent_at - requested_at``: the part of the added latency before the provider request
+    (producer linger, broker, consumer, the dispatcher's queue)."""
     warmup_notifications: int
     """Sent and answered before the measured ones; in no figure."""
 

@@ -158,6 +158,11 @@ def run_paced(ctx: BenchContext, processes: int) -> DispatcherRun:
     outcomes = decode_outcomes(collected, ctx.registry, topics)
     requested_ms = [o.requested_at.timestamp() * 1000 for o in outcomes]
     added_ms = [stamp - at for stamp, at in zip(collected.stamps_ms, requested_ms, strict=True)]
+    before_send_ms = [
+        (o.sent_at - o.requested_at).total_seconds() * 1000
+        for o in outcomes
+        if o.sent_at is not None
+    ]
     paced = PacedFigures(
         rate=options.rate,
         produced_per_s=producer.produced_per_s,
@@ -165,6 +170,8 @@ def run_paced(ctx: BenchContext, processes: int) -> DispatcherRun:
         added_p50_ms=percentile(added_ms, 0.50),
         added_p99_ms=percentile(added_ms, 0.99),
         added_max_ms=max(added_ms) if added_ms else None,
+        before_send_p50_ms=percentile(before_send_ms, 0.50),
+        before_send_p99_ms=percentile(before_send_ms, 0.99),
         warmup_notifications=len(warmup),
     )
     return dispatcher_run(

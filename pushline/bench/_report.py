@@ -58,6 +58,13 @@ def _dispatcher_rows(result: BenchResult) -> list[dict[str, Any]]:
                 run.paced.added_p50_ms,
                 run.paced.added_p99_ms,
             ),
+            _row(
+                f"{paced}: before the send",
+                None,
+                None,
+                run.paced.before_send_p50_ms,
+                run.paced.before_send_p99_ms,
+            ),
             _row(f"{paced}: provider latency", None, None, run.latency_p50_ms, run.latency_p99_ms),
         ]
     rows = []
@@ -116,6 +123,11 @@ def _paced_json(run: DispatcherRun, paced: PacedFigures) -> dict[str, Any]:
             "p50": paced.added_p50_ms,
             "p99": paced.added_p99_ms,
             "max": paced.added_max_ms,
+        },
+        "before_send_ms": {
+            "definition": "sent_at - requested_at (producer, broker, consumer, dispatcher queue)",
+            "p50": paced.before_send_p50_ms,
+            "p99": paced.before_send_p99_ms,
         },
         "provider_latency_ms": {
             "p50": run.latency_p50_ms,

@@ -79,3 +79,14 @@ def test_registry_basic_auth_is_passed_and_hidden() -> None:
     )
     assert cfg.to_client_conf() == {"url": "https://r", "basic.auth.user.info": "k:secret"}
     assert "secret" not in repr(cfg)
+
+
+def test_fetch_wait_goes_to_consumers_only() -> None:
+    env = {"KAFKA_BOOTSTRAP_SERVERS": "b:9092", "PUSHLINE_KAFKA_FETCH_WAIT_MAX_MS": "10"}
+    kafka = KafkaConfig.from_env(env)
+    assert kafka.to_consumer_librdkafka(**{"group.id": "g"})["fetch.wait.max.ms"] == 10
+    assert "fetch.wait.max.ms" not in kafka.to_librdkafka()  # producers would warn about it
+    # a caller's explicit value wins; unset leaves librdkafka's default
+    assert kafka.to_consumer_librdkafka(**{"fetch.wait.max.ms": 100})["fetch.wait.max.ms"] == 100
+    plain = KafkaConfig.from_env({"KAFKA_BOOTSTRAP_SERVERS": "b:9092"})
+    assert "fetch.wait.max.ms" not in plain.to_consumer_librdkafka()
