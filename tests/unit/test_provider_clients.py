@@ -24,10 +24,16 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from dispatcher._apns import ApnsClient, apns_id_for
 from dispatcher._apps import AppRegistry, FcmAppConfig, Secret
 from dispatcher._auth import ApnsTokenSigner
+from dispatcher._config import DispatcherConfig
 from dispatcher._fcm import FcmClient
-from dispatcher._providers import ProviderClients
+from dispatcher._providers import (
+    APNS_POOL_SIZE,
+    FCM_POOL_SIZE,
+    ProviderClients,
+    default_transport_factory,
+)
 from dispatcher._results import Action, SendResult
-from dispatcher._transport import HttpxTransport, TransportError
+from dispatcher._transport import HttpxTransport, Transport, TransportError
 from pushline.emulators._control import EmulatorControl
 from pushline.emulators._runner import ProviderEmulators
 from pushline.errors import PushlineError
@@ -511,3 +517,23 @@ def test_apns_id_is_the_notification_id_or_a_stable_uuid5() -> None:
     other = apns_id_for("order-1234")
     assert other == apns_id_for("order-1234") and str(uuid.UUID(other)) == other
     assert other != apns_id_for("order-1235")
+
+
+def test_fcm_transports_get_enough_connections_for_its_100_streams_each(
+    registry: AppRegistry,
+) -> None:
+    made: list[tuple[str | None, int]] = []
+
+    def factory(ca_file: str | None, pool_size: int) -> Transport:
+        made.append((ca_file, pool_size))
+        return default_transport_factory(ca_file, pool_size)
+
+    clients = ProviderClients(registry, factory)
+    apns_client = clients.client("shop", Platform.APNS)
+    fcm_client = clients.client("news", Platform.FCM)
+    assert apns_client is not None and fcm_client is not None
+    assert [size for _, size in made] == [APNS_POOL_SIZE, FCM_POOL_SIZE]
+    # FCM: 100 streams per connection must carry the dispatcher's default sends in flight
+    assert DispatcherConfig().max_in_flight <= FCM_POOL_SIZE * 100
+    assert DispatcherConfig().max_in_flight <= APNS_POOL_SIZE * 1000
+    asyncio.run(clients.aclose())
