@@ -87,6 +87,31 @@ def _encode_long(n: int) -> bytes:
     return bytes(out)
 
 
+# Timestamps memoised both ways (bounded): a dispatcher writes the current millisecond, and reads
+# the few milliseconds its producers wrote, over and over; the arithmetic costs ~1 µs a field.
+_TIMESTAMP_MEMO_MAX = 8192
+_TIMESTAMP_BYTES: dict[datetime, bytes] = {}
+_TIMESTAMP_VALUES: dict[int, datetime] = {}
+
+
+def _timestamp_bytes(value: datetime) -> bytes:
+    """Avro timestamp-millis of a UTC datetime (floored to the millisecond, as the reference)."""
+    encoded = _encode_long((value - _EPOCH) // _ONE_MS)
+    if len(_TIMESTAMP_BYTES) >= _TIMESTAMP_MEMO_MAX:
+        _TIMESTAMP_BYTES.clear()
+    _TIMESTAMP_BYTES[value] = encoded
+    return encoded
+
+
+def _timestamp_value(millis: int) -> datetime:
+    """The UTC datetime of an Avro timestamp-millis."""
+    value = _EPOCH + timedelta(milliseconds=millis)
+    if len(_TIMESTAMP_VALUES) >= _TIMESTAMP_MEMO_MAX:
+        _TIMESTAMP_VALUES.clear()
+    _TIMESTAMP_VALUES[millis] = value
+    return value
+
+
 _SMALL = 4096
 #: ``_LONGS[i]`` is the Avro encoding of ``i`` for 0 <= i < _SMALL: string lengths, map sizes and
 #: small ints come from here instead of the loop above.
@@ -166,6 +191,10 @@ class _Gen:
             "_EPOCH": _EPOCH,
             "_ONE_MS": _ONE_MS,
             "_td": timedelta,
+            "_TSB": _TIMESTAMP_BYTES,
+            "_ts_bytes": _timestamp_bytes,
+            "_TSV": _TIMESTAMP_VALUES,
+            "_ts_value": _timestamp_value,
             "_new": object.__new__,
             "_datetime": datetime,
             "_UTC": UTC,
@@ -280,7 +309,7 @@ class _Gen:
                 e(ind, f"if not {_INT32[0]} <= {dst} <= {_INT32[1]}:")
                 e(ind + 1, "raise _Decline")
             elif kind == _TIMESTAMP_MILLIS:
-                e(ind, f"{dst} = _EPOCH + _td(0, 0, 0, {dst})")
+                e(ind, f"{dst} = _TSV.get({dst}) or _ts_value({dst})")
         elif kind == "boolean":
             e(ind, "b = buf[pos]")
             e(ind, "pos += 1")
@@ -375,7 +404,7 @@ class _Gen:
             # events hold UTC datetimes; anything else (naive, another zone) is declined
             e(ind, f"if type({src}) is not _datetime or {src}.tzinfo is not _UTC:")
             e(ind + 1, "raise _Decline")
-            e(ind, f"out += _encode_long(({src} - _EPOCH) // _ONE_MS)")
+            e(ind, f"out += _TSB.get({src}) or _ts_bytes({src})")
         elif kind == "boolean":
             e(ind, f"if {src} is True:")
             e(ind + 1, "out += b'\\x01'")

@@ -19,6 +19,7 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerialize
 from confluent_kafka.serialization import MessageField, SerializationContext
 from schema_samples import full_events, minimal_events
 
+import schemas._fastcodec as fc
 from pushline.config import SchemaRegistryConfig
 from pushline.errors import CodecError, SchemaRegistryError, ValidationError
 from schemas import (
@@ -558,3 +559,21 @@ def test_bench_codec_runs() -> None:
     result = bench_codec(50)
     assert set(result) >= {"decode_request_new_us", "encode_outcome_new_us", "apns_payload_us"}
     assert all(value > 0 for value in result.values())
+
+
+def test_timestamp_memo_is_exact_and_bounded() -> None:
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    for i in range(fc._TIMESTAMP_MEMO_MAX + 10):
+        value = base + timedelta(milliseconds=7 * i)
+        millis = (value - fc._EPOCH) // fc._ONE_MS
+        for _ in range(2):  # computed, then from the memo
+            assert (
+                fc._TIMESTAMP_BYTES.get(value) or fc._timestamp_bytes(value)
+            ) == fc._encode_long(millis)
+            assert (fc._TIMESTAMP_VALUES.get(millis) or fc._timestamp_value(millis)) == value
+        assert len(fc._TIMESTAMP_BYTES) <= fc._TIMESTAMP_MEMO_MAX
+        assert len(fc._TIMESTAMP_VALUES) <= fc._TIMESTAMP_MEMO_MAX
+    # sub-millisecond values floor, as the reference writer does
+    assert fc._timestamp_bytes(base + timedelta(microseconds=1999)) == fc._encode_long(
+        (base - fc._EPOCH) // fc._ONE_MS + 1
+    )
