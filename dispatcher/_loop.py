@@ -160,6 +160,9 @@ class Dispatcher:
         self._device_tasks: dict[str, asyncio.Task[None]] = {}
         self.stats: dict[str, int] = {"processed": 0, "dlq": 0, "duplicates": 0}
         self._send_counters: dict[tuple[str, str, str, str], Any] = {}
+        # counted on the event loop, added to the metrics by _publish_counts
+        self._sends_pending: dict[tuple[str, str, str, str], int] = {}
+        self._produced_pending = 0
         self._latency_histograms: dict[Platform, Any] = {}
         if metrics is not None:
             # read at scrape time: nothing to update per message
@@ -200,11 +203,13 @@ class Dispatcher:
         try:
             while consumer_thread.is_alive():
                 self._producer.poll(0)
+                self._publish_counts()
                 await asyncio.sleep(0.002 if self._in_flight else 0.02)
         finally:
             self._stopping.set()
             consumer_thread.join(timeout=self.config.drain_timeout_s + 30)
             self._producer.flush(10)
+            self._publish_counts()
         if self._fatal is not None:
             raise self._fatal
 
@@ -531,10 +536,7 @@ class Dispatcher:
                 outcome.state.value,
                 outcome.reason or "",
             )
-            counter = self._send_counters.get(labels)
-            if counter is None:  # labels() costs a few µs a call: look each series up once
-                counter = self._send_counters[labels] = self._metrics.sends.labels(*labels)
-            counter.inc()
+            self._sends_pending[labels] = self._sends_pending.get(labels, 0) + 1
 
         # Marked finished now, not at the acknowledgement: the next request for this device may be
         # a duplicate of this one and must see it. Should the broker refuse the outcome, the
@@ -548,8 +550,7 @@ class Dispatcher:
             if err is not None:
                 self._delivery_failed(err, self.topics.outcomes)
                 return
-            if self._metrics is not None:
-                self._metrics.outcomes_produced.inc()
+            self._produced_pending += 1
             self._finish(work)
 
         self._produce(self.topics.outcomes, outcome.device_key, value, headers, delivered)
@@ -665,6 +666,22 @@ class Dispatcher:
             f"broker did not acknowledge an event on {topic}: {err.str()}", topic=topic
         )
         self._stopping.set()
+
+    def _publish_counts(self) -> None:
+        """Add the sends and acknowledged outcomes counted since the last call to the metrics:
+        once per poll cycle (a few ms) instead of a locked increment per notification."""
+        if self._metrics is None:
+            return
+        if self._sends_pending:
+            pending, self._sends_pending = self._sends_pending, {}
+            for labels, count in pending.items():
+                counter = self._send_counters.get(labels)
+                if counter is None:  # labels() costs a few µs a call: look each series up once
+                    counter = self._send_counters[labels] = self._metrics.sends.labels(*labels)
+                counter.inc(count)
+        if self._produced_pending:
+            self._metrics.outcomes_produced.inc(self._produced_pending)
+            self._produced_pending = 0
 
     def _observe(self, request: NotificationRequest, result: SendResult) -> None:
         if self._metrics is None:

@@ -132,7 +132,10 @@ def _apns_body(req: NotificationRequest, extra_custom: Mapping[str, str]) -> dic
     # neither may replace the aps dictionary.
     for custom in (c.custom_data, extra_custom):
         if custom:
-            body.update((k, v) for k, v in custom.items() if k != "aps")
+            if "aps" in custom:
+                body.update((k, v) for k, v in custom.items() if k != "aps")
+            else:
+                body.update(custom)
     return body
 
 
