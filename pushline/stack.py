@@ -259,6 +259,9 @@ class _LineReader:
             yield line
 
 
+_CALLER_TUNABLE = ("PUSHLINE_KAFKA_FETCH_WAIT_MAX_MS",)
+
+
 @contextlib.contextmanager
 def stack_from_env_or_spawn(env: Mapping[str, str] | None = None) -> Iterator[StackHandle]:
     """Use the cluster named by KAFKA_BOOTSTRAP_SERVERS or start the embedded one.
@@ -270,6 +273,8 @@ def stack_from_env_or_spawn(env: Mapping[str, str] | None = None) -> Iterator[St
     env = os.environ if env is None else env
     if not env.get("KAFKA_BOOTSTRAP_SERVERS"):
         handle = spawn_stack()
+        # the stack's tuning for its broker is a default: a value the caller set wins
+        handle.env = {**handle.env, **{k: env[k] for k in _CALLER_TUNABLE if k in env}}
         try:
             yield handle
         finally:

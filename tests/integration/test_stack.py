@@ -12,7 +12,7 @@ import httpx
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from pushline.stack import spawn_stack
+from pushline.stack import spawn_stack, stack_from_env_or_spawn
 
 pytestmark = pytest.mark.integration
 
@@ -71,3 +71,13 @@ def test_broker_dies_with_a_killed_stack() -> None:
     handle.process.wait(10)
     for child in children:
         assert _wait_gone(child), f"broker {child} survived kill -9 of the stack"
+
+
+def test_embedded_broker_tuning_is_a_default_the_caller_may_override() -> None:
+    # Tansu holds empty fetches for all of fetch.wait.max.ms: the stack sets a short one ...
+    with stack_from_env_or_spawn({}) as stack:
+        assert stack.env["PUSHLINE_KAFKA_FETCH_WAIT_MAX_MS"] == "10"
+    # ... unless the caller chose their own (e.g. to measure the effect in `pushline bench`)
+    with stack_from_env_or_spawn({"PUSHLINE_KAFKA_FETCH_WAIT_MAX_MS": "3"}) as stack:
+        assert stack.env["PUSHLINE_KAFKA_FETCH_WAIT_MAX_MS"] == "3"
+        assert stack.env["KAFKA_BOOTSTRAP_SERVERS"]
