@@ -30,7 +30,6 @@ from confluent_kafka import (
     Consumer,
     KafkaError,
     Message,
-    Producer,
     TopicPartition,
 )
 from confluent_kafka.serialization import MessageField, SerializationContext
@@ -45,10 +44,11 @@ from dispatcher._dedupe import (
 from dispatcher._results import Action, SendResult
 from producers import PRODUCER_SETTINGS
 from producers._validation import validate_request
+from pushline.acked_producer import AckedProducer, Headers
 from pushline.config import KafkaConfig, SchemaRegistryConfig, TopicsConfig
 from pushline.consuming import consume_available
 from pushline.dlq import dead_letter_headers
-from pushline.errors import CodecError, DeliveryError, ValidationError
+from pushline.errors import CodecError, ValidationError
 from pushline.headers import message_headers
 from pushline.offsets import OffsetLedger
 from pushline.ops import DispatcherMetrics
@@ -72,8 +72,6 @@ log = logging.getLogger("pushline.dispatcher")
 
 HEADER_NOT_BEFORE = "pushline.not_before_ms"
 DEDUPE_WINDOW_S = 7 * 86_400.0
-
-Headers = list[tuple[str, str | bytes | None]]
 
 
 class ProviderSender(Protocol):
@@ -130,7 +128,9 @@ class Dispatcher:
         )
         self._outcome_ctx = SerializationContext(topics.outcomes, MessageField.VALUE)
         self._retry_ctx = SerializationContext(topics.retries, MessageField.VALUE)
-        self._producer = Producer(kafka.to_librdkafka(**{**PRODUCER_SETTINGS, "linger.ms": 2}))
+        self._producer = AckedProducer(
+            kafka.to_librdkafka(**{**PRODUCER_SETTINGS, "linger.ms": 2}), self._fail, log
+        )
         self._consumer = Consumer(
             kafka.to_consumer_librdkafka(
                 **{
@@ -548,12 +548,12 @@ class Dispatcher:
 
         def delivered(err: KafkaError | None, msg: Message) -> None:
             if err is not None:
-                self._delivery_failed(err, self.topics.outcomes)
+                self._producer.failed(err, self.topics.outcomes)
                 return
             self._produced_pending += 1
             self._finish(work)
 
-        self._produce(self.topics.outcomes, outcome.device_key, value, headers, delivered)
+        self._producer.produce(self.topics.outcomes, outcome.device_key, value, headers, delivered)
 
     def _schedule_retry(
         self,
@@ -572,7 +572,7 @@ class Dispatcher:
 
         def delivered(err: KafkaError | None, msg: Message) -> None:
             if err is not None:
-                self._delivery_failed(err, msg.topic() or "")
+                self._producer.failed(err, msg.topic() or "")
                 return
             pending[0] -= 1
             if pending[0] == 0:
@@ -582,7 +582,7 @@ class Dispatcher:
             *work.headers,
             (HEADER_NOT_BEFORE, str(int(not_before.timestamp() * 1000))),
         ]
-        self._produce(
+        self._producer.produce(
             self.topics.retries,
             request.key,
             self._encode_request(retry, self._retry_ctx),
@@ -602,7 +602,7 @@ class Dispatcher:
             (HEADER_NOTIFICATION_ID, outcome.notification_id),
             (HEADER_TERMINAL, "0"),
         ]
-        self._produce(
+        self._producer.produce(
             self.topics.outcomes,
             request.key,
             self._encode_outcome(outcome, self._outcome_ctx),
@@ -624,11 +624,11 @@ class Dispatcher:
 
         def delivered(err: KafkaError | None, m: Message) -> None:
             if err is not None:
-                self._delivery_failed(err, self.topics.dlq)
+                self._producer.failed(err, self.topics.dlq)
                 return
             self._finish(work)
 
-        self._produce(
+        self._producer.produce(
             self.topics.dlq,
             msg.key(),  # the original bytes: a replay must restore the key exactly
             msg.value(),
@@ -636,35 +636,14 @@ class Dispatcher:
             delivered,
         )
 
-    def _produce(
-        self,
-        topic: str,
-        key: str | bytes | None,
-        value: bytes | None,
-        headers: Headers,
-        on_delivery: Callable[[KafkaError | None, Message], None],
-    ) -> None:
-        while True:
-            try:
-                self._producer.produce(
-                    topic, key=key, value=value, headers=headers, on_delivery=on_delivery
-                )
-                return
-            except BufferError:
-                self._producer.poll(0.05)
-
     def _finish(self, work: _Work) -> None:
         self._in_flight -= 1
         self.stats["processed"] += 1
         self._ledger.done(work.topic, work.partition, work.offset)
 
-    def _delivery_failed(self, err: KafkaError, topic: str) -> None:
-        # The idempotent producer already retried for message.timeout.ms. Committing past this
-        # offset would lose the notification, so stop; the group redelivers from the last commit.
-        log.error("broker did not acknowledge an event on %s: %s", topic, err.str())
-        self._fatal = self._fatal or DeliveryError(
-            f"broker did not acknowledge an event on {topic}: {err.str()}", topic=topic
-        )
+    def _fail(self, error: BaseException) -> None:
+        """Stop before committing anything more; the first error is the one raised by run()."""
+        self._fatal = self._fatal or error
         self._stopping.set()
 
     def _publish_counts(self) -> None:

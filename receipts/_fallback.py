@@ -36,15 +36,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from dispatcher._dedupe import HEADER_NOTIFICATION_ID, TerminalIds, load_terminal_ids
 from producers import PRODUCER_SETTINGS
+from pushline.acked_producer import AckedProducer, Headers
 from pushline.config import KafkaConfig, SchemaRegistryConfig, TopicsConfig
 from pushline.consuming import consume_available
 from pushline.dlq import dead_letter_headers
-from pushline.errors import CodecError, DeliveryError
+from pushline.errors import CodecError
 from pushline.headers import message_headers
 from pushline.offsets import OffsetLedger
 from pushline.ops import OpsConfig, OpsServer, configure_json_logging
@@ -79,8 +80,6 @@ log = logging.getLogger("pushline.fallback")
 HEADER_FALLBACK_FINISHED = "pushline.fallback.finished"
 #: How long a finished id is remembered: longer than push.fallbacks keeps a request (7 days).
 DEDUPE_WINDOW_S = 8 * 86_400.0
-
-Headers = list[tuple[str, str | bytes | None]]
 
 
 class FallbackChannelClient(Protocol):
@@ -148,8 +147,10 @@ class FallbackSender:
         self._source_ctx = SerializationContext(topics.fallbacks, MessageField.VALUE)
         # librdkafka's own log lines go through logging too, so stderr stays JSON lines only
         kafka_log = logging.getLogger("pushline.fallback.kafka")
-        self._producer = Producer(
-            kafka.to_librdkafka(**{**PRODUCER_SETTINGS, "linger.ms": 2, "logger": kafka_log})
+        self._producer = AckedProducer(
+            kafka.to_librdkafka(**{**PRODUCER_SETTINGS, "linger.ms": 2, "logger": kafka_log}),
+            self._fail,
+            log,
         )
         self._consumer = Consumer(
             kafka.to_consumer_librdkafka(
@@ -546,7 +547,7 @@ class FallbackSender:
 
         def delivered(err: KafkaError | None, msg: Message) -> None:
             if err is not None:
-                self._delivery_failed(err, msg.topic() or "")
+                self._producer.failed(err, msg.topic() or "")
                 return
             pending[0] -= 1
             if pending[0] == 0:
@@ -557,14 +558,14 @@ class FallbackSender:
             (HEADER_NOTIFICATION_ID, request.notification_id),
             (HEADER_FALLBACK_FINISHED, "1"),
         ]
-        self._produce(
+        self._producer.produce(
             self.topics.outcomes,
             request.device_key,
             self._encode_outcome(outcome, self._outcome_ctx),
             outcome_headers,
             delivered,
         )
-        self._produce(
+        self._producer.produce(
             self.topics.status,
             request.device_key,
             self._encode_status(status, self._status_ctx),
@@ -604,12 +605,12 @@ class FallbackSender:
 
         def delivered(err: KafkaError | None, m: Message) -> None:
             if err is not None:
-                self._delivery_failed(err, self.topics.dlq)
+                self._producer.failed(err, self.topics.dlq)
                 return
             self._finish(work)
 
         key = msg.key()
-        self._produce(
+        self._producer.produce(
             self.topics.dlq,
             key.decode("utf-8", "replace") if isinstance(key, bytes) else key,
             msg.value(),
@@ -617,22 +618,10 @@ class FallbackSender:
             delivered,
         )
 
-    def _produce(
-        self,
-        topic: str,
-        key: str | None,
-        value: bytes | None,
-        headers: Headers,
-        on_delivery: Callable[[KafkaError | None, Message], None],
-    ) -> None:
-        while True:
-            try:
-                self._producer.produce(
-                    topic, key=key, value=value, headers=headers, on_delivery=on_delivery
-                )
-                return
-            except BufferError:
-                self._producer.poll(0.05)
+    def _fail(self, error: BaseException) -> None:
+        """Stop before committing anything more; the first error is the one raised by run()."""
+        self._fatal = self._fatal or error
+        self._stopping.set()
 
     def _finish(self, work: _Work) -> None:
         """Everything ``work`` caused is acknowledged: its offset may be committed."""
@@ -646,15 +635,6 @@ class FallbackSender:
             if work.partition in self._active:
                 self._active[work.partition] -= 1
         self.metrics.in_flight.set(self._in_flight)
-
-    def _delivery_failed(self, err: KafkaError, topic: str) -> None:
-        # The idempotent producer already retried for message.timeout.ms; committing past this
-        # offset would lose the fallback's record, so stop: the group redelivers from the commit.
-        log.error("broker did not acknowledge an event on %s: %s", topic, err.str())
-        self._fatal = self._fatal or DeliveryError(
-            f"broker did not acknowledge an event on {topic}: {err.str()}", topic=topic
-        )
-        self._stopping.set()
 
 
 def run_fallback_sender_service(env: Mapping[str, str]) -> int:
