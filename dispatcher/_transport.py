@@ -121,6 +121,9 @@ def map_transport_error(exc: BaseException) -> TransportError:
 # harmless for our pushes: the apns-id and collapse id are the notification's own.
 _DISCONNECTS = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 _MAPPED = (httpx.HTTPError, h2.exceptions.H2Error, ssl.SSLError, OSError, TimeoutError)
+# Errors that say the connection itself is broken (not slow): the slot gets a new client.
+_BROKEN = (httpx.ProtocolError, httpx.NetworkError, h2.exceptions.H2Error)
+_RETIRED_KEPT = 4
 
 
 @dataclass
@@ -159,6 +162,8 @@ class HttpxTransport:
         self._connect_timeout = connect_timeout
         self._disconnect_retries = disconnect_retries
         self._origins: dict[str, _Origin] = {}
+        self._retired: list[httpx.AsyncClient] = []
+        self._closing: set[asyncio.Task[None]] = set()
         self._closed = False
 
     def _new_client(self) -> httpx.AsyncClient:
@@ -190,15 +195,31 @@ class HttpxTransport:
         timeout: float,
     ) -> TransportResponse:
         slot = self._slot(url)
+        client = slot.client
         slot.in_flight += 1
         try:
             # The overall deadline also covers waiting for a free stream, which httpx does not time.
             async with asyncio.timeout(timeout):
-                return await self._send(slot.client, method, url, headers, body, timeout)
+                return await self._send(client, method, url, headers, body, timeout)
         except _MAPPED as exc:
+            if isinstance(exc, _BROKEN) and slot.client is client:
+                self._renew(slot)
             raise map_transport_error(exc) from exc
         finally:
             slot.in_flight -= 1
+
+    def _renew(self, slot: _Slot) -> None:
+        """Give ``slot`` a fresh client after a connection-level error. httpcore can keep a
+        connection that a GOAWAY closed (h2 state CLOSED) and fail every later request on it;
+        a new client opens a new connection. The old one is closed once a few newer ones exist
+        (its in-flight requests are long answered or failed by then)."""
+        self._retired.append(slot.client)
+        slot.client = self._new_client()
+        while len(self._retired) > _RETIRED_KEPT:
+            old = self._retired.pop(0)
+            task = asyncio.get_running_loop().create_task(old.aclose())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     async def _send(
         self,
@@ -236,3 +257,8 @@ class HttpxTransport:
         for origin in origins.values():
             for slot in origin.slots:
                 await slot.client.aclose()
+        retired, self._retired = self._retired, []
+        for client in retired:
+            await client.aclose()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)

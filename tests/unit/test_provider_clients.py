@@ -537,3 +537,29 @@ def test_fcm_transports_get_enough_connections_for_its_100_streams_each(
     assert DispatcherConfig().max_in_flight <= FCM_POOL_SIZE * 100
     assert DispatcherConfig().max_in_flight <= APNS_POOL_SIZE * 1000
     asyncio.run(clients.aclose())
+
+
+def test_httpx_transport_renews_a_client_whose_connection_broke() -> None:
+    # httpcore may keep using a connection a GOAWAY closed and fail every later request on it: a
+    # connection-level error gives the slot a fresh client (a timeout does not).
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"https://127.0.0.1:{port}/3/device/x"
+    transport = HttpxTransport()
+
+    async def scenario() -> tuple[object, object, int]:
+        try:
+            with pytest.raises(TransportError):
+                await transport.request("POST", url, [], b"{}", 5.0)
+            slot = transport._origins[f"https://127.0.0.1:{port}"].slots[0]
+            first = slot.client
+            with pytest.raises(TransportError):
+                await transport.request("POST", url, [], b"{}", 5.0)
+            return first, slot.client, len(transport._retired)
+        finally:
+            await transport.aclose()
+
+    first, second, retired = asyncio.run(scenario())
+    assert first is not second
+    assert retired == 2  # one per broken request, closed with the transport
