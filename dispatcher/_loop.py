@@ -1,6 +1,7 @@
 """The dispatcher: a consumer group on push.requests and push.retries that sends to APNs and FCM.
 
-Two threads share the work:
+Two threads share the work (the skeleton is :class:`pushline.consumer_service.ConsumerService`,
+shared with the fallback sender):
 
 - the **consumer thread** owns the librdkafka consumer: it fetches, pauses retry partitions until
   their ``not_before`` (no busy waiting), commits, and handles rebalances (rebuilding the
@@ -16,7 +17,6 @@ acknowledged by the broker, for it and for every earlier offset of its partition
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import threading
@@ -46,7 +46,7 @@ from producers import PRODUCER_SETTINGS
 from producers._validation import validate_request
 from pushline.acked_producer import AckedProducer, Headers
 from pushline.config import KafkaConfig, SchemaRegistryConfig, TopicsConfig
-from pushline.consuming import consume_available
+from pushline.consumer_service import ConsumerService
 from pushline.dlq import dead_letter_headers
 from pushline.errors import CodecError, ValidationError
 from pushline.headers import message_headers
@@ -94,7 +94,7 @@ class _Work:
         self.headers: Headers = []
 
 
-class Dispatcher:
+class Dispatcher(ConsumerService[_Work]):
     def __init__(
         self,
         *,
@@ -107,6 +107,7 @@ class Dispatcher:
         metrics: DispatcherMetrics | None = None,
         clock: Callable[[], datetime] = utc_now_millis,
     ) -> None:
+        super().__init__(config, log)
         self.kafka = kafka
         self.topics = topics
         self.config = config
@@ -151,12 +152,6 @@ class Dispatcher:
         self._assigned: set[tuple[str, int]] = set()
         self._resume_at: dict[tuple[str, int], float] = {}
         self._device_queues: dict[str, deque[_Work]] = {}
-        self._in_flight = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopping = threading.Event()
-        self._fatal: BaseException | None = None
-        self._ready = threading.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
         self._device_tasks: dict[str, asyncio.Task[None]] = {}
         self.stats: dict[str, int] = {"processed": 0, "dlq": 0, "duplicates": 0}
         self._send_counters: dict[tuple[str, str, str, str], Any] = {}
@@ -171,80 +166,21 @@ class Dispatcher:
     # ----------------------------------------------------------------- public
 
     @property
-    def ready(self) -> bool:
-        return self._ready.is_set() and self._fatal is None
-
-    @property
-    def healthy(self) -> bool:
-        """False once the dispatcher hit an error it cannot recover from in process."""
-        return self._fatal is None
-
-    @property
     def in_flight(self) -> int:
         return self._in_flight
 
-    def stop(self) -> None:
-        """Ask the dispatcher to drain, commit and leave the group (thread-safe, idempotent)."""
-        self._stopping.set()
+    # ------------------------------------------------ ConsumerService hooks
 
-    async def run(self) -> None:
-        """Run until :meth:`stop`; raises if a broker acknowledgement failed."""
-        self._loop = asyncio.get_running_loop()
-        self._consumer.subscribe(
-            [self.topics.requests, self.topics.retries],
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            on_lost=self._on_revoke,
-        )
-        consumer_thread = threading.Thread(
-            target=self._consume_forever, name="pushline-consumer", daemon=True
-        )
-        consumer_thread.start()
-        try:
-            while consumer_thread.is_alive():
-                self._producer.poll(0)
-                self._publish_counts()
-                await asyncio.sleep(0.002 if self._in_flight else 0.02)
-        finally:
-            self._stopping.set()
-            consumer_thread.join(timeout=self.config.drain_timeout_s + 30)
-            self._producer.flush(10)
-            self._publish_counts()
-        if self._fatal is not None:
-            raise self._fatal
+    def _subscribed_topics(self) -> list[str]:
+        return [self.topics.requests, self.topics.retries]
+
+    def _before_consume(self) -> None:
+        self._resume_due()
+
+    def _on_poll(self) -> None:
+        self._publish_counts()
 
     # ------------------------------------------------------- consumer thread
-
-    def _consume_forever(self) -> None:
-        last_commit = time.monotonic()
-        try:
-            while not self._stopping.is_set() and self._fatal is None:
-                self._resume_due()
-                if self._in_flight >= self.config.max_in_flight:
-                    time.sleep(0.005)  # backpressure; librdkafka heartbeats on its own thread
-                    msgs = []
-                else:
-                    msgs = consume_available(self._consumer, 500, timeout=0.05)
-                batch = self._admit(msgs)
-                if batch:
-                    self._call_in_loop(self._accept, batch)
-                now = time.monotonic()
-                if now - last_commit >= self.config.commit_interval_s:
-                    self._commit(asynchronous=True)
-                    last_commit = now
-            self._drain(None)
-            self._commit(asynchronous=False)
-        except BaseException as exc:
-            log.exception("consumer thread failed")
-            self._fatal = self._fatal or exc
-        finally:
-            with contextlib.suppress(Exception):
-                self._consumer.close()  # leaves the group (revocation drains and commits first)
-            self._ready.clear()
-
-    def _call_in_loop(self, fn: Callable[..., Any], *args: Any) -> None:
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(fn, *args)
 
     def _admit(self, msgs: list[Message]) -> list[_Work]:
         """Messages to work on now; a retry whose time has not come pauses its partition."""
@@ -397,11 +333,6 @@ class Dispatcher:
         # cheaper than a task set with a done callback, which costs a loop callback per send.
         assert self._loop is not None
         self._device_tasks[key] = self._loop.create_task(self._device_worker(key))
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def _device_worker(self, key: str) -> None:
         queue = self._device_queues[key]
@@ -640,11 +571,6 @@ class Dispatcher:
         self._in_flight -= 1
         self.stats["processed"] += 1
         self._ledger.done(work.topic, work.partition, work.offset)
-
-    def _fail(self, error: BaseException) -> None:
-        """Stop before committing anything more; the first error is the one raised by run()."""
-        self._fatal = self._fatal or error
-        self._stopping.set()
 
     def _publish_counts(self) -> None:
         """Add the sends and acknowledged outcomes counted since the last call to the metrics:

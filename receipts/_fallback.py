@@ -24,7 +24,6 @@ decodes, sends and produces.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import signal
@@ -34,7 +33,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from confluent_kafka.serialization import MessageField, SerializationContext
@@ -43,7 +42,7 @@ from dispatcher._dedupe import HEADER_NOTIFICATION_ID, TerminalIds, load_termina
 from producers import PRODUCER_SETTINGS
 from pushline.acked_producer import AckedProducer, Headers
 from pushline.config import KafkaConfig, SchemaRegistryConfig, TopicsConfig
-from pushline.consuming import consume_available
+from pushline.consumer_service import ConsumerService
 from pushline.dlq import dead_letter_headers
 from pushline.errors import CodecError
 from pushline.headers import message_headers
@@ -95,9 +94,14 @@ class _Work:
     headers: Headers = field(default_factory=list)
 
 
-class FallbackSender:
+class FallbackSender(ConsumerService[_Work]):
     """Run with ``await sender.run()`` until :meth:`stop`. Clients default to the ones the config
     names (``email`` / ``sms``); a channel with no client fails its requests as not configured."""
+
+    consume_batch = 200
+    backpressure_sleep_s = 0.01
+    busy_poll_s = 0.005
+    thread_name = "pushline-fallback-consumer"
 
     def __init__(
         self,
@@ -111,6 +115,7 @@ class FallbackSender:
         metrics: FallbackMetrics | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        super().__init__(config, log)
         self.kafka = kafka
         self.topics = topics
         self.config = config
@@ -172,84 +177,23 @@ class FallbackSender:
         self._finished: dict[int, TerminalIds] = {}
         self._assigned: set[int] = set()
         self._queues: dict[str, deque[_Work]] = {}
-        self._in_flight = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopping = threading.Event()
-        self._fatal: BaseException | None = None
-        self._ready = threading.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
         self.stats: dict[str, int] = {"sent": 0, "failed": 0, "duplicates": 0, "dlq": 0}
 
     # ----------------------------------------------------------------- public
 
-    @property
-    def ready(self) -> bool:
-        return self._ready.is_set() and self._fatal is None
-
-    @property
-    def healthy(self) -> bool:
-        return self._fatal is None
-
     def _on_stats(self, stats_json: str) -> None:
         self.metrics.update_lag_from_stats(stats_json)
 
-    def stop(self) -> None:
-        """Drain in-flight sends, commit and leave the group (thread-safe, idempotent)."""
-        self._stopping.set()
+    # ------------------------------------------------ ConsumerService hooks
 
-    async def run(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._consumer.subscribe(
-            [self.topics.fallbacks],
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            on_lost=self._on_revoke,
-        )
-        consumer_thread = threading.Thread(
-            target=self._consume_forever, name="pushline-fallback-consumer", daemon=True
-        )
-        consumer_thread.start()
-        try:
-            while consumer_thread.is_alive():
-                self._producer.poll(0)
-                await asyncio.sleep(0.005 if self._in_flight else 0.02)
-        finally:
-            self._stopping.set()
-            consumer_thread.join(timeout=self.config.drain_timeout_s + 30)
-            self._producer.flush(10)
-            if self._own_sms is not None:
-                await self._own_sms.aclose()
-        if self._fatal is not None:
-            raise self._fatal
+    def _subscribed_topics(self) -> list[str]:
+        return [self.topics.fallbacks]
+
+    async def _on_stopped(self) -> None:
+        if self._own_sms is not None:
+            await self._own_sms.aclose()
 
     # ------------------------------------------------------- consumer thread
-
-    def _consume_forever(self) -> None:
-        last_commit = time.monotonic()
-        try:
-            while not self._stopping.is_set() and self._fatal is None:
-                if self._in_flight >= self.config.max_in_flight:
-                    time.sleep(0.01)  # backpressure; librdkafka heartbeats on its own thread
-                    msgs = []
-                else:
-                    msgs = consume_available(self._consumer, 200, timeout=0.05)
-                batch = self._admit(msgs)
-                if batch:
-                    assert self._loop is not None
-                    self._loop.call_soon_threadsafe(self._accept, batch)
-                now = time.monotonic()
-                if now - last_commit >= self.config.commit_interval_s:
-                    self._commit(asynchronous=True)
-                    last_commit = now
-            self._drain(None)
-            self._commit(asynchronous=False)
-        except BaseException as exc:
-            log.exception("consumer thread failed")
-            self._fatal = self._fatal or exc
-        finally:
-            with contextlib.suppress(Exception):
-                self._consumer.close()  # leaves the group (revocation drains and commits first)
-            self._ready.clear()
 
     def _admit(self, msgs: list[Message]) -> list[_Work]:
         batch: list[_Work] = []
@@ -369,11 +313,6 @@ class FallbackSender:
             self._release(work)
             return
         self._route(work)
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def _device_worker(self, key: str) -> None:
         queue = self._queues[key]
@@ -617,11 +556,6 @@ class FallbackSender:
             headers,
             delivered,
         )
-
-    def _fail(self, error: BaseException) -> None:
-        """Stop before committing anything more; the first error is the one raised by run()."""
-        self._fatal = self._fatal or error
-        self._stopping.set()
 
     def _finish(self, work: _Work) -> None:
         """Everything ``work`` caused is acknowledged: its offset may be committed."""
