@@ -129,6 +129,7 @@ class Dispatcher(ConsumerService[_Work]):
         )
         self._outcome_ctx = SerializationContext(topics.outcomes, MessageField.VALUE)
         self._retry_ctx = SerializationContext(topics.retries, MessageField.VALUE)
+        self._value_ctx: dict[str, SerializationContext] = {}  # per consumed topic
         self._producer = AckedProducer(
             kafka.to_librdkafka(**{**PRODUCER_SETTINGS, "linger.ms": 2}), self._fail, log
         )
@@ -295,10 +296,11 @@ class Dispatcher(ConsumerService[_Work]):
     def _route(self, work: _Work) -> None:
         msg = work.msg
         work.headers = [(k, v) for k, v in message_headers(msg) if k == "traceparent"]
+        ctx = self._value_ctx.get(work.topic)
+        if ctx is None:
+            ctx = self._value_ctx[work.topic] = SerializationContext(work.topic, MessageField.VALUE)
         try:
-            request = self._decode(
-                msg.value(), SerializationContext(work.topic, MessageField.VALUE)
-            )
+            request = self._decode(msg.value(), ctx)
             request = validate_request(request, check_expiry=False)
         except CodecError as exc:
             if not is_poison(exc):

@@ -26,9 +26,9 @@ APNS_POOL_SIZE = 2
 default 1,000 sends in flight with room for a GOAWAY'd one to drain."""
 FCM_POOL_SIZE = 12
 """FCM allows 100 concurrent streams per connection (its SETTINGS_MAX_CONCURRENT_STREAMS): ten
-connections carry 1,000 sends in flight; below that, sends queue for a free stream (measured on
-``pushline bench dispatcher --provider fcm``: with 2 connections the queueing cost more CPU per
-notification than the sends)."""
+connections carry the dispatcher's default 1,000 sends in flight, two more let GOAWAY'd ones drain.
+With fewer, sends queue for a free stream: ``pushline bench dispatcher --provider fcm`` measured
+5,800/s at 149 µs per notification with 2 connections, 7,400/s at 117 µs with 12."""
 
 _NO_CUSTOM: Mapping[str, str] = MappingProxyType({})
 
