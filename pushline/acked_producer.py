@@ -1,4 +1,4 @@
-"""The producer of a consuming service (dispatcher, fallback sender): what it writes must be
+"""The producer of a consuming service (dispatcher, fallback sender, reconciler): what it writes must be
 acknowledged before the offset that caused it is committed.
 
 One place for the two rules both services follow: a full local queue never drops an event (wait
@@ -44,12 +44,25 @@ class AckedProducer:
         value: bytes | None,
         headers: Headers,
         on_delivery: DeliveryCallback,
+        partition: int | None = None,
     ) -> None:
+        """Queue one event (``partition``: that one, else the key's); waits while the local
+        queue is full."""
         while True:
             try:
-                self._producer.produce(
-                    topic, key=key, value=value, headers=headers, on_delivery=on_delivery
-                )
+                if partition is None:
+                    self._producer.produce(
+                        topic, key=key, value=value, headers=headers, on_delivery=on_delivery
+                    )
+                else:
+                    self._producer.produce(
+                        topic,
+                        key=key,
+                        value=value,
+                        headers=headers,
+                        on_delivery=on_delivery,
+                        partition=partition,
+                    )
                 return
             except BufferError:  # the local queue is full: serve acknowledgements, then retry
                 self._producer.poll(0.05)

@@ -32,7 +32,7 @@ from confluent_kafka import Consumer, Message, TopicPartition
 from pushline.acked_producer import AckedProducer
 from pushline.consuming import consume_available
 
-__all__ = ["ConsumerService", "ConsumerServiceConfig"]
+__all__ = ["ConsumerService", "ConsumerServiceConfig", "ServiceLifecycle"]
 
 W = TypeVar("W")
 
@@ -46,29 +46,15 @@ class ConsumerServiceConfig(Protocol):
     def drain_timeout_s(self) -> float: ...
 
 
-class ConsumerService(ABC, Generic[W]):
-    consume_batch: ClassVar[int] = 500
-    """At most this many messages handed to the loop at once."""
-    backpressure_sleep_s: ClassVar[float] = 0.005
-    """How long the consumer thread waits while ``max_in_flight`` messages are being worked on."""
-    busy_poll_s: ClassVar[float] = 0.002
-    """How often the loop serves delivery callbacks while work is in flight (idle: 20 ms)."""
-    thread_name: ClassVar[str] = "pushline-consumer"
+class ServiceLifecycle:
+    """Readiness, health and stop of a consuming service, shared by every Pushline consumer:
+    ``ready`` once it has a partition assignment, ``healthy`` until a fatal error, ``stop`` asks
+    it to drain, commit and leave the group."""
 
-    _consumer: Consumer
-    _producer: AckedProducer
-
-    def __init__(self, config: ConsumerServiceConfig, log: logging.Logger) -> None:
-        self._service_config = config
-        self._log = log
-        self._in_flight = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
+    def __init__(self) -> None:
         self._stopping = threading.Event()
         self._fatal: BaseException | None = None
         self._ready = threading.Event()
-        self._tasks: set[asyncio.Task[Any]] = set()
-
-    # ----------------------------------------------------------------- public
 
     @property
     def ready(self) -> bool:
@@ -83,6 +69,34 @@ class ConsumerService(ABC, Generic[W]):
     def stop(self) -> None:
         """Ask the service to drain, commit and leave the group (thread-safe, idempotent)."""
         self._stopping.set()
+
+    def _fail(self, error: BaseException) -> None:
+        """Stop before committing anything more; the first error is the one ``run`` raises."""
+        self._fatal = self._fatal or error
+        self._stopping.set()
+
+
+class ConsumerService(ServiceLifecycle, ABC, Generic[W]):
+    consume_batch: ClassVar[int] = 500
+    """At most this many messages handed to the loop at once."""
+    backpressure_sleep_s: ClassVar[float] = 0.005
+    """How long the consumer thread waits while ``max_in_flight`` messages are being worked on."""
+    busy_poll_s: ClassVar[float] = 0.002
+    """How often the loop serves delivery callbacks while work is in flight (idle: 20 ms)."""
+    thread_name: ClassVar[str] = "pushline-consumer"
+
+    _consumer: Consumer
+    _producer: AckedProducer
+
+    def __init__(self, config: ConsumerServiceConfig, log: logging.Logger) -> None:
+        super().__init__()
+        self._service_config = config
+        self._log = log
+        self._in_flight = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # ----------------------------------------------------------------- public
 
     async def run(self) -> None:
         """Run until :meth:`stop`; raises the first fatal error (e.g. a refused acknowledgement)."""
@@ -147,11 +161,6 @@ class ConsumerService(ABC, Generic[W]):
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    def _fail(self, error: BaseException) -> None:
-        """Stop before committing anything more; the first error is the one ``run`` raises."""
-        self._fatal = self._fatal or error
-        self._stopping.set()
 
     # ------------------------------------------------------------------ hooks
 

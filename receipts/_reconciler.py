@@ -15,7 +15,6 @@ two fallbacks.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -28,12 +27,12 @@ from confluent_kafka import (
     Consumer,
     KafkaError,
     Message,
-    Producer,
     TopicPartition,
 )
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from producers import PRODUCER_SETTINGS
+from pushline.acked_producer import AckedProducer, Headers
 from pushline.config import (
     KafkaConfig,
     SchemaRegistryConfig,
@@ -41,9 +40,10 @@ from pushline.config import (
     config_from_env,
     env_field,
 )
+from pushline.consumer_service import ServiceLifecycle
 from pushline.consuming import consume_available
 from pushline.dlq import dead_letter_headers
-from pushline.errors import CodecError, DeliveryError
+from pushline.errors import CodecError
 from pushline.headers import message_headers
 from pushline.offsets import OffsetLedger
 from pushline.ops import ReconcilerMetrics
@@ -63,8 +63,6 @@ from schemas import (
 __all__ = ["Reconciler", "ReconcilerConfig"]
 
 log = logging.getLogger("pushline.reconciler")
-
-Headers = list[tuple[str, str | bytes | None]]
 
 
 @dataclass(frozen=True)
@@ -110,7 +108,7 @@ class ReconcilerConfig:
         return config_from_env(cls, os.environ if env is None else env, **overrides)
 
 
-class Reconciler:
+class Reconciler(ServiceLifecycle):
     def __init__(
         self,
         *,
@@ -121,6 +119,7 @@ class Reconciler:
         metrics: ReconcilerMetrics | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        super().__init__()
         self.kafka = kafka
         self.topics = topics
         self.config = config
@@ -144,7 +143,7 @@ class Reconciler:
                 topics.fallbacks,
             ),
         }
-        self._producer = Producer(kafka.to_librdkafka(**PRODUCER_SETTINGS))
+        self._producer = AckedProducer(kafka.to_librdkafka(**PRODUCER_SETTINGS), self._fail, log)
         self._consumer = Consumer(
             kafka.to_consumer_librdkafka(
                 **{
@@ -165,21 +164,7 @@ class Reconciler:
         self._assigned: set[tuple[str, int]] = set()
         self._receipts_at_end: set[int] = set()
         self._receipts_end_seen: dict[int, datetime] = {}
-        self._stopping = threading.Event()
-        self._fatal: BaseException | None = None
-        self._ready = threading.Event()
         self.stats: dict[str, int] = {"outcomes": 0, "receipts": 0, "statuses": 0, "fallbacks": 0}
-
-    @property
-    def ready(self) -> bool:
-        return self._ready.is_set() and self._fatal is None
-
-    @property
-    def healthy(self) -> bool:
-        return self._fatal is None
-
-    def stop(self) -> None:
-        self._stopping.set()
 
     def _on_stats(self, stats_json: str) -> None:
         if self._metrics is not None:
@@ -276,7 +261,9 @@ class Reconciler:
         if self._metrics is not None:
             self._metrics.dlq.labels(work[0], type(exc).__name__).inc()
         headers = dead_letter_headers(*work, exc, None, message_headers(msg))
-        self._produce(self.topics.dlq, msg.key(), msg.value(), headers, None, self._acker(work, 1))
+        self._producer.produce(
+            self.topics.dlq, msg.key(), msg.value(), headers, self._acker(work, 1)
+        )
 
     # -------------------------------------------------------------- output
 
@@ -296,18 +283,20 @@ class Reconciler:
             serializer, topic = self._encoders[type(event)]
             key = event.device_token if isinstance(event, InvalidToken) else event.device_key
             value = serializer(event, SerializationContext(topic, MessageField.VALUE))
-            self._produce(topic, key.encode(), value, headers, None, ack)
+            self._producer.produce(topic, key.encode(), value, headers, ack)
         for record in fx.changed:
-            self._produce(
+            self._producer.produce(
                 self.topics.reconciler_changelog,
                 record.notification_id.encode(),
                 record.to_json(),
                 [],
-                partition,
                 ack,
+                partition,
             )
         for nid in fx.removed:
-            self._produce(self.topics.reconciler_changelog, nid.encode(), None, [], partition, ack)
+            self._producer.produce(
+                self.topics.reconciler_changelog, nid.encode(), None, [], ack, partition
+            )
         self.stats["statuses"] += len(fx.statuses)
         self.stats["fallbacks"] += len(fx.fallbacks)
         if self._metrics is not None:
@@ -329,35 +318,13 @@ class Reconciler:
 
         def delivered(err: KafkaError | None, msg: Message) -> None:
             if err is not None:
-                log.error("broker did not acknowledge an event on %s: %s", msg.topic(), err.str())
-                self._fatal = self._fatal or DeliveryError(
-                    f"broker did not acknowledge an event on {msg.topic()}: {err.str()}"
-                )
+                self._producer.failed(err, msg.topic() or "")
                 return
             remaining[0] -= 1
             if remaining[0] == 0 and work is not None:
                 self._done(work)
 
         return delivered
-
-    def _produce(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        headers: Headers,
-        partition: int | None,
-        on_delivery: Callable[[KafkaError | None, Message], None],
-    ) -> None:
-        kwargs: dict[str, Any] = {"partition": partition} if partition is not None else {}
-        while True:
-            try:
-                self._producer.produce(
-                    topic, key=key, value=value, headers=headers, on_delivery=on_delivery, **kwargs
-                )
-                return
-            except BufferError:
-                self._producer.poll(0.05)
 
     def _done(self, work: tuple[str, int, int]) -> None:
         self._ledger.done(*work)
