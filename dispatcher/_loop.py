@@ -129,22 +129,20 @@ class Dispatcher(ConsumerService[_Work]):
         )
         self._outcome_ctx = SerializationContext(topics.outcomes, MessageField.VALUE)
         self._retry_ctx = SerializationContext(topics.retries, MessageField.VALUE)
-        self._value_ctx: dict[str, SerializationContext] = {}  # per consumed topic
+        self._value_ctx = {  # the consumed topics
+            topic: SerializationContext(topic, MessageField.VALUE)
+            for topic in (topics.requests, topics.retries)
+        }
         self._producer = AckedProducer(
             kafka.to_librdkafka(**{**PRODUCER_SETTINGS, "linger.ms": 2}), self._fail, log
         )
         self._consumer = Consumer(
             kafka.to_consumer_librdkafka(
-                **{
-                    "group.id": config.group_id,
-                    "enable.auto.commit": False,
-                    "auto.offset.reset": "earliest",
-                    "partition.assignment.strategy": "range",  # same partition of both topics
-                    "session.timeout.ms": config.session_timeout_ms,
-                    "enable.partition.eof": False,
-                    "statistics.interval.ms": 5000,
-                    "stats_cb": self._on_stats,
-                }
+                config.group_id,
+                config.session_timeout_ms,
+                self._on_stats,
+                # the same partition of both topics (a retry goes to its request's partition)
+                **{"partition.assignment.strategy": "range"},
             )
         )
         self._lock = threading.Lock()  # assignment and the duplicate filter
@@ -296,11 +294,8 @@ class Dispatcher(ConsumerService[_Work]):
     def _route(self, work: _Work) -> None:
         msg = work.msg
         work.headers = [(k, v) for k, v in message_headers(msg) if k == "traceparent"]
-        ctx = self._value_ctx.get(work.topic)
-        if ctx is None:
-            ctx = self._value_ctx[work.topic] = SerializationContext(work.topic, MessageField.VALUE)
         try:
-            request = self._decode(msg.value(), ctx)
+            request = self._decode(msg.value(), self._value_ctx[work.topic])
             request = validate_request(request, check_expiry=False)
         except CodecError as exc:
             if not is_poison(exc):

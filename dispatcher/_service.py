@@ -12,7 +12,6 @@ import asyncio
 import gc
 import logging
 import os
-import signal
 import time
 from collections.abc import Coroutine, Mapping
 from typing import Any
@@ -22,7 +21,7 @@ from dispatcher._config import DispatcherConfig
 from dispatcher._loop import Dispatcher
 from dispatcher._providers import ProviderClients
 from pushline.config import KafkaConfig, SchemaRegistryConfig, TopicsConfig
-from pushline.ops import OpsConfig, OpsServer, configure_json_logging, dispatcher_metrics
+from pushline.ops import OpsConfig, configure_json_logging, dispatcher_metrics
 from schemas import NotificationRequest
 from schemas.receipt_token import ReceiptTokenConfig
 
@@ -59,26 +58,16 @@ def run_dispatcher_service(env: Mapping[str, str]) -> int:
             receipt_token=receipt_token,
             metrics=metrics,
         )
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, dispatcher.stop)
-        server = OpsServer.from_config(
-            ops,
-            metrics.registry,
-            ready=lambda: (dispatcher.ready, "waiting for a partition assignment"),
-            healthy=lambda: dispatcher.healthy,
-        )
-        server.start()
-        log.info(
-            "dispatcher starting",
-            extra={"group_id": config.group_id, "apps": list(apps.app_ids), "ops": server.url},
-        )
         try:
-            await dispatcher.run()
+            await dispatcher.serve(
+                ops,
+                metrics.registry,
+                "dispatcher",
+                group_id=config.group_id,
+                apps=list(apps.app_ids),
+            )
         finally:
             await clients.aclose()
-            server.stop()
-            log.info("dispatcher stopped", extra=dict(dispatcher.stats))
 
     _tune_gc()
     _run_event_loop(main())

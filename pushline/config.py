@@ -16,7 +16,7 @@ import logging
 import os
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -172,11 +172,29 @@ class KafkaConfig:
         conf.update(settings)
         return conf
 
-    def to_consumer_librdkafka(self, **settings: Any) -> dict[str, Any]:
-        """:meth:`to_librdkafka` for a service's group consumer: with ``fetch.wait.max.ms``."""
+    def to_consumer_librdkafka(
+        self,
+        group_id: str,
+        session_timeout_ms: int,
+        stats_cb: Callable[[str], None],
+        **settings: Any,
+    ) -> dict[str, Any]:
+        """:meth:`to_librdkafka` for a service's group consumer (dispatcher, reconciler, fallback
+        sender): offsets committed by the service only (after the work they caused was
+        acknowledged), a new group starts at the earliest offset, statistics every 5 s for the lag
+        metric, ``fetch.wait.max.ms`` when set; ``settings`` win over all of these."""
+        group: dict[str, Any] = {
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": session_timeout_ms,
+            "enable.partition.eof": False,
+            "statistics.interval.ms": 5000,
+            "stats_cb": stats_cb,
+        }
         if self.fetch_wait_max_ms is not None:
-            settings = {"fetch.wait.max.ms": self.fetch_wait_max_ms, **settings}
-        return self.to_librdkafka(**settings)
+            group["fetch.wait.max.ms"] = self.fetch_wait_max_ms
+        return self.to_librdkafka(**{**group, **settings})
 
     def __repr__(self) -> str:  # secrets never reach a log line through repr()
         return f"KafkaConfig(bootstrap_servers={self.bootstrap_servers!r}, client_id={self.client_id!r})"

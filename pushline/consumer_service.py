@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -28,9 +29,11 @@ from collections.abc import Coroutine, Sequence
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from confluent_kafka import Consumer, Message, TopicPartition
+from prometheus_client import CollectorRegistry
 
 from pushline.acked_producer import AckedProducer
 from pushline.consuming import consume_available
+from pushline.ops import OpsConfig, OpsServer
 
 __all__ = ["ConsumerService", "ConsumerServiceConfig", "ServiceLifecycle"]
 
@@ -87,6 +90,8 @@ class ConsumerService(ServiceLifecycle, ABC, Generic[W]):
 
     _consumer: Consumer
     _producer: AckedProducer
+    stats: dict[str, int]
+    """What the service did (logged when it stops)."""
 
     def __init__(self, config: ConsumerServiceConfig, log: logging.Logger) -> None:
         super().__init__()
@@ -97,6 +102,29 @@ class ConsumerService(ServiceLifecycle, ABC, Generic[W]):
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # ----------------------------------------------------------------- public
+
+    async def serve(
+        self, ops: OpsConfig, registry: CollectorRegistry, name: str, **extra: Any
+    ) -> None:
+        """:meth:`run` as a process does it: SIGTERM and SIGINT stop it, ``/metrics``,
+        ``/healthz`` and ``/readyz`` are served meanwhile, start (with ``extra``) and stop (with
+        ``stats``) are logged."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+        server = OpsServer.from_config(
+            ops,
+            registry,
+            ready=lambda: (self.ready, "waiting for a partition assignment"),
+            healthy=lambda: self.healthy,
+        )
+        server.start()
+        self._log.info("%s starting", name, extra={**extra, "ops": server.url})
+        try:
+            await self.run()
+        finally:
+            server.stop()
+            self._log.info("%s stopped", name, extra=dict(self.stats))
 
     async def run(self) -> None:
         """Run until :meth:`stop`; raises the first fatal error (e.g. a refused acknowledgement)."""

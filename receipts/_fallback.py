@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import signal
 import threading
 import time
 from collections import deque
@@ -47,7 +46,7 @@ from pushline.dlq import dead_letter_headers
 from pushline.errors import CodecError
 from pushline.headers import message_headers
 from pushline.offsets import OffsetLedger
-from pushline.ops import OpsConfig, OpsServer, configure_json_logging
+from pushline.ops import OpsConfig, configure_json_logging
 from receipts._channels import ChannelResult
 from receipts._fallback_config import FallbackConfig
 from receipts._fallback_metrics import FallbackMetrics, fallback_metrics
@@ -159,16 +158,7 @@ class FallbackSender(ConsumerService[_Work]):
         )
         self._consumer = Consumer(
             kafka.to_consumer_librdkafka(
-                **{
-                    "logger": kafka_log,
-                    "group.id": config.group_id,
-                    "enable.auto.commit": False,
-                    "auto.offset.reset": "earliest",
-                    "session.timeout.ms": config.session_timeout_ms,
-                    "enable.partition.eof": False,
-                    "statistics.interval.ms": 5000,
-                    "stats_cb": self._on_stats,
-                }
+                config.group_id, config.session_timeout_ms, self._on_stats, logger=kafka_log
             )
         )
         self._lock = threading.Lock()  # offsets, active counts and assignment
@@ -585,25 +575,13 @@ def run_fallback_sender_service(env: Mapping[str, str]) -> int:
         sender = FallbackSender(
             kafka=kafka, registry=registry, topics=topics, config=config, metrics=metrics
         )
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, sender.stop)
-        server = OpsServer.from_config(
+        await sender.serve(
             ops,
             metrics.registry,
-            ready=lambda: (sender.ready, "waiting for a partition assignment"),
-            healthy=lambda: sender.healthy,
+            "fallback sender",
+            config=repr(config),
+            topic=topics.fallbacks,
         )
-        server.start()
-        log.info(
-            "fallback sender starting",
-            extra={"config": repr(config), "topic": topics.fallbacks, "ops": server.url},
-        )
-        try:
-            await sender.run()
-        finally:
-            server.stop()
-            log.info("fallback sender stopped", extra=dict(sender.stats))
 
     asyncio.run(main())
     return 0

@@ -146,17 +146,14 @@ class Reconciler(ServiceLifecycle):
         self._producer = AckedProducer(kafka.to_librdkafka(**PRODUCER_SETTINGS), self._fail, log)
         self._consumer = Consumer(
             kafka.to_consumer_librdkafka(
+                config.group_id,
+                config.session_timeout_ms,
+                self._on_stats,
                 **{
-                    "group.id": config.group_id,
-                    "enable.auto.commit": False,
-                    "auto.offset.reset": "earliest",
                     "partition.assignment.strategy": "range",
-                    "session.timeout.ms": config.session_timeout_ms,
                     # end-of-partition events tell when receipts are read up to date (deadlines)
                     "enable.partition.eof": True,
-                    "statistics.interval.ms": 5000,
-                    "stats_cb": self._on_stats,
-                }
+                },
             )
         )
         self._states: dict[int, PartitionState] = {}

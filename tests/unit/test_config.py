@@ -81,12 +81,23 @@ def test_registry_basic_auth_is_passed_and_hidden() -> None:
     assert "secret" not in repr(cfg)
 
 
-def test_fetch_wait_goes_to_consumers_only() -> None:
+def test_group_consumers_get_the_service_settings_and_the_fetch_wait() -> None:
     env = {"KAFKA_BOOTSTRAP_SERVERS": "b:9092", "PUSHLINE_KAFKA_FETCH_WAIT_MAX_MS": "10"}
     kafka = KafkaConfig.from_env(env)
-    assert kafka.to_consumer_librdkafka(**{"group.id": "g"})["fetch.wait.max.ms"] == 10
+
+    def stats(_: str) -> None:
+        pass
+
+    conf = kafka.to_consumer_librdkafka("g", 6000, stats)
+    assert conf["fetch.wait.max.ms"] == 10
+    assert conf["group.id"] == "g" and conf["session.timeout.ms"] == 6000
+    assert conf["enable.auto.commit"] is False  # offsets only after the work was acknowledged
+    assert conf["auto.offset.reset"] == "earliest" and conf["stats_cb"] is stats
     assert "fetch.wait.max.ms" not in kafka.to_librdkafka()  # producers would warn about it
     # a caller's explicit value wins; unset leaves librdkafka's default
-    assert kafka.to_consumer_librdkafka(**{"fetch.wait.max.ms": 100})["fetch.wait.max.ms"] == 100
+    overridden = kafka.to_consumer_librdkafka(
+        "g", 6000, stats, **{"fetch.wait.max.ms": 100, "enable.partition.eof": True}
+    )
+    assert overridden["fetch.wait.max.ms"] == 100 and overridden["enable.partition.eof"] is True
     plain = KafkaConfig.from_env({"KAFKA_BOOTSTRAP_SERVERS": "b:9092"})
-    assert "fetch.wait.max.ms" not in plain.to_consumer_librdkafka()
+    assert "fetch.wait.max.ms" not in plain.to_consumer_librdkafka("g", 6000, stats)
