@@ -6,7 +6,8 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck unit integration clean
 
-$(STAMP): pyproject.toml
+# setup.py compiles dispatcher/_hpack.py (mypyc): a change to it needs a new build.
+$(STAMP): pyproject.toml setup.py dispatcher/_hpack.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
@@ -32,4 +33,4 @@ integration: $(STAMP)
 	$(BIN)/pytest tests/integration
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info dispatcher/_hpack*.so

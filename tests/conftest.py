@@ -5,11 +5,34 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+import dispatcher._hpack
 from pushline.config import KafkaConfig, SchemaRegistryConfig, TopicsConfig
 from pushline.stack import StackHandle, stack_from_env_or_spawn
+
+
+def _stale_compiled_module() -> str | None:
+    """The message to stop with when ``dispatcher/_hpack.py`` is newer than its mypyc build: the
+    interpreter imports the extension first, so the tests would run the old code."""
+    compiled = Path(dispatcher._hpack.__file__ or "")
+    if compiled.suffix != ".so":
+        return None
+    source = compiled.with_name("_hpack.py")
+    if source.stat().st_mtime <= compiled.stat().st_mtime:
+        return None
+    return (
+        f"{source} changed after it was compiled ({compiled.name}): run `make test` (it "
+        "rebuilds), or `pip install -e .`, or delete dispatcher/_hpack*.so to test plain Python"
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    stale = _stale_compiled_module()
+    if stale is not None:
+        pytest.exit(stale, returncode=2)
 
 
 @pytest.fixture(scope="session")
