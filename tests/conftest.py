@@ -9,28 +9,30 @@ from pathlib import Path
 
 import pytest
 
-import dispatcher._hpack
+import dispatcher
 from pushline.config import KafkaConfig, SchemaRegistryConfig, TopicsConfig
 from pushline.stack import StackHandle, stack_from_env_or_spawn
 
 
-def _stale_compiled_module() -> str | None:
-    """The message to stop with when ``dispatcher/_hpack.py`` is newer than its mypyc build: the
-    interpreter imports the extension first, so the tests would run the old code."""
-    compiled = Path(dispatcher._hpack.__file__ or "")
-    if compiled.suffix != ".so":
-        return None
-    source = compiled.with_name("_hpack.py")
-    if source.stat().st_mtime <= compiled.stat().st_mtime:
-        return None
-    return (
-        f"{source} changed after it was compiled ({compiled.name}): run `make test` (it "
-        "rebuilds), or `pip install -e .`, or delete dispatcher/_hpack*.so to test plain Python"
-    )
+def _stale_compiled_modules() -> str | None:
+    """The message to stop with when a module that setup.py compiles (mypyc) is newer than its
+    build next to it: the interpreter imports the extension first, so the tests would run the old
+    code. (Files, not ``module.__file__``: mypyc reports made-up paths for grouped modules.)"""
+    package = Path(dispatcher.__file__ or "").parent
+    for name in ("_hpack",):
+        source = package / f"{name}.py"
+        for compiled in package.glob(f"{name}.*.so"):
+            if source.stat().st_mtime > compiled.stat().st_mtime:
+                return (
+                    f"{source} changed after it was compiled ({compiled.name}): run `make test` "
+                    "(it rebuilds), or `pip install -e .`, or delete dispatcher/*.so to test "
+                    "plain Python"
+                )
+    return None
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    stale = _stale_compiled_module()
+    stale = _stale_compiled_modules()
     if stale is not None:
         pytest.exit(stale, returncode=2)
 
