@@ -187,6 +187,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         rate=args.rate,
         baselines=args.baselines,
         scaling=args.scaling,
+        pin=args.pin,
     )
     # Progress goes to stderr, so stdout is only the table or the JSON object.
     result = run_dispatcher_bench(options, say=lambda line: print(line, file=sys.stderr))
@@ -374,6 +375,13 @@ def _build_parser() -> argparse.ArgumentParser:
         "--scaling",
         action="store_true",
         help="measure one process first, then --processes, and print the ratio",
+    )
+    bench_dispatcher.add_argument(
+        "--pin",
+        action="store_true",
+        help="each dispatcher process on a CPU of its own (the highest-numbered), everything else "
+        "on the rest; the baselines on the first dispatcher's CPU (Linux; needs --processes + 1 "
+        "CPUs)",
     )
     bench_dispatcher.add_argument("--json", action="store_true", help="print a JSON object")
     bench_dispatcher.set_defaults(func=_cmd_bench)

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pushline.bench._fleet import BenchContext, DispatcherFleet
+from pushline.bench._fleet import BenchContext
 from pushline.bench._model import DispatcherRun
 from pushline.bench._outcomes import OutcomeReader, decode_outcomes, dispatcher_run
 from pushline.bench._workload import make_requests
@@ -45,7 +45,7 @@ def run_capacity(ctx: BenchContext, processes: int) -> DispatcherRun:
         contextlib.closing(OutcomeReader(ctx.kafka, topics, options.timeout_s)) as reader,
         tempfile.TemporaryDirectory(prefix="pushline-bench-") as logdir,
     ):
-        fleet = DispatcherFleet(processes, ctx.dispatcher_env(topics), Path(logdir))
+        fleet = ctx.start_fleet(processes, topics, Path(logdir))
         try:
             ctx.say(f"started {processes} dispatcher process(es); draining the backlog")
 

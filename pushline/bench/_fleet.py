@@ -9,13 +9,14 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from producers import NotificationProducer
 from pushline.bench._model import BenchOptions, Say
+from pushline.bench._pinning import CpuPlan, pin_to
 from pushline.bench._stats import cpu_seconds
 from pushline.bench._workload import APP_ID
 from pushline.config import KafkaConfig, SchemaRegistryConfig, TopicsConfig
@@ -42,6 +43,13 @@ class BenchContext:
     control: EmulatorControl
     """The control API of the emulator the notifications go to."""
     say: Say
+    cpus: CpuPlan | None = None
+    """``--pin``: the dispatchers' CPUs (None: unpinned)."""
+
+    def start_fleet(self, processes: int, topics: TopicsConfig, logdir: Path) -> DispatcherFleet:
+        """``processes`` dispatchers on ``topics``; pinned, dispatcher i on its CPU of the plan."""
+        cpus = None if self.cpus is None else self.cpus.dispatchers[:processes]
+        return DispatcherFleet(processes, self.dispatcher_env(topics), logdir, cpus=cpus)
 
     def fresh_topics(self) -> TopicsConfig:
         """Topics under a new prefix: a run never sees another run's events."""
@@ -85,14 +93,35 @@ class BenchContext:
         return env
 
 
+def _child_setup(cpu: int | None) -> Callable[[], None]:
+    """The ``preexec_fn`` of a dispatcher: dies with the bench; pinned to ``cpu`` unless None."""
+    if cpu is None:
+        return die_with_parent
+
+    def setup() -> None:
+        die_with_parent()
+        pin_to(cpu)
+
+    return setup
+
+
 class DispatcherFleet:
     """K ``pushline dispatcher`` child processes; never outlive the bench.
 
     Each gets its own ops port, so :meth:`poll_ready` can ask its ``/readyz`` whether it has had a
-    partition assignment (joined the group).
+    partition assignment (joined the group). With ``cpus``, process i runs on CPU ``cpus[i]`` only
+    (set between fork and exec, so it holds for every thread the dispatcher starts).
     """
 
-    def __init__(self, count: int, env: Mapping[str, str], logdir: Path) -> None:
+    def __init__(
+        self,
+        count: int,
+        env: Mapping[str, str],
+        logdir: Path,
+        cpus: Sequence[int] | None = None,
+    ) -> None:
+        if cpus is not None and len(cpus) != count:
+            raise ValueError(f"{count} dispatchers need {count} CPUs, not {len(cpus)}")
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs: list[Path] = []
         self.ops_ports: list[int] = []
@@ -114,7 +143,8 @@ class DispatcherFleet:
                     stdin=subprocess.DEVNULL,
                     stdout=handle,
                     stderr=subprocess.STDOUT,
-                    preexec_fn=die_with_parent,  # noqa: PLW1509 - only sets the parent-death signal
+                    # only sets the parent-death signal (and the CPU) of the child
+                    preexec_fn=_child_setup(None if cpus is None else cpus[i]),  # noqa: PLW1509
                 )
             )
         self._unready = set(self.ops_ports)

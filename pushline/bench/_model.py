@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
 from pushline.bench._baselines import BaselineResult
+from pushline.bench._pinning import CpuPlan, plan_cpus, usable_cpus
 from pushline.errors import ValidationError
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "BenchResult",
     "DispatcherRun",
     "PacedFigures",
+    "Pinning",
     "Say",
     "ScalingFigures",
 ]
@@ -50,8 +52,12 @@ class BenchOptions:
     """Run the client baselines and the emulator's ceiling after the dispatchers."""
     scaling: bool = False
     """Capacity with one process first, then with ``processes``, on fresh topics of the same stack."""
+    pin: bool = False
+    """Each dispatcher process on a CPU of its own, everything else on the other CPUs (``_pinning``)."""
 
-    def validate(self) -> None:
+    def validate(self, cpus: Collection[int] | None = None) -> None:
+        """Raises ValidationError for the first option that cannot work. ``cpus``: the usable
+        CPUs for ``--pin`` (default: this thread's affinity)."""
         if self.notifications < 1:
             raise ValidationError("--notifications", "must be at least 1")
         if self.processes < 1:
@@ -83,6 +89,13 @@ class BenchOptions:
                 raise ValidationError(
                     "--scaling", "measures capacity and cannot be combined with --rate"
                 )
+        self.cpu_plan(cpus)
+
+    def cpu_plan(self, cpus: Collection[int] | None = None) -> CpuPlan | None:
+        """Where the processes go with ``--pin`` (None without it); ``cpus``: as for validate."""
+        if not self.pin:
+            return None
+        return plan_cpus(usable_cpus() if cpus is None else cpus, self.processes)
 
     @property
     def topic_partitions(self) -> int:
@@ -165,6 +178,17 @@ class ScalingFigures:
 
 
 @dataclass(frozen=True)
+class Pinning:
+    """``--pin``: where the processes of the run were."""
+
+    plan: CpuPlan
+    on_others: tuple[str, ...]
+    """What ran on ``plan.others``: the parts of the stack the bench started, and the bench."""
+    not_pinned: tuple[str, ...] = ()
+    """Parts of the stack the environment named (started outside the bench): on any CPU."""
+
+
+@dataclass(frozen=True)
 class BenchResult:
     options: BenchOptions
     dispatcher: DispatcherRun
@@ -175,3 +199,5 @@ class BenchResult:
     machine: dict[str, Any] = field(default_factory=dict)
     elapsed_s: float = 0.0
     scaling: ScalingFigures | None = None
+    pinning: Pinning | None = None
+    """None without ``--pin``."""

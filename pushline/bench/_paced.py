@@ -41,7 +41,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from producers import NotificationProducer
-from pushline.bench._fleet import BenchContext, DispatcherFleet
+from pushline.bench._fleet import BenchContext
 from pushline.bench._model import DispatcherRun, PacedFigures
 from pushline.bench._outcomes import OutcomeReader, decode_outcomes, dispatcher_run
 from pushline.bench._stats import percentile
@@ -120,7 +120,7 @@ def run_paced(ctx: BenchContext, processes: int) -> DispatcherRun:
         tempfile.TemporaryDirectory(prefix="pushline-bench-") as logdir,
     ):
         producer = PacedProducer(requests_out, measured, options.rate)
-        fleet = DispatcherFleet(processes, ctx.dispatcher_env(topics), Path(logdir))
+        fleet = ctx.start_fleet(processes, topics, Path(logdir))
         try:
             ctx.say(f"started {processes} dispatcher process(es); waiting for the group join")
             fleet.wait_ready(deadline)

@@ -7,7 +7,8 @@ from typing import Any
 
 from pushline.bench._baselines import BaselineResult
 from pushline.bench._dispatcher import BenchResult, DispatcherRun
-from pushline.bench._model import BenchOptions, PacedFigures
+from pushline.bench._model import BenchOptions, PacedFigures, Pinning
+from pushline.bench._pinning import cpu_names
 
 __all__ = ["format_table", "to_json"]
 
@@ -16,6 +17,44 @@ ADDED_LATENCY_DEFINITION = (
     "(set by the bench as it produced the request); millisecond resolution"
 )
 SHARED_CORES_NOTE = "broker, emulator, bench and dispatchers share the machine's CPUs"
+"""Where the processes ran without ``--pin``; with it, :func:`_pinning_note` says instead."""
+
+
+def _pinning_note(pinning: Pinning, baselines: bool) -> str:
+    """E.g. ``pinned: dispatcher on CPU 1 (then the baselines and h2load); broker, schema registry,
+    emulators, bench on CPU 0``."""
+    plan = pinning.plan
+    one = len(plan.dispatchers) == 1
+    note = f"pinned: {'dispatcher' if one else 'dispatchers, one CPU each,'} on "
+    note += cpu_names(plan.dispatchers)
+    if baselines:
+        where = "" if one else f" on CPU {plan.baselines}"
+        note += f" (then the baselines and h2load{where})"
+    note += f"; {', '.join(pinning.on_others)} on {cpu_names(plan.others)}"
+    if pinning.not_pinned:
+        note += f"; {', '.join(pinning.not_pinned)} not pinned (started outside the bench)"
+    return note
+
+
+def _cpus_note(result: BenchResult) -> str:
+    """Where the dispatchers, the stack and the bench ran."""
+    if result.pinning is None:
+        return SHARED_CORES_NOTE
+    return _pinning_note(result.pinning, result.options.baselines)
+
+
+def _pinning_json(result: BenchResult) -> dict[str, Any] | None:
+    if result.pinning is None:
+        return None
+    plan = result.pinning.plan
+    return {
+        "dispatcher_cpus": list(plan.dispatchers),
+        "other_cpus": list(plan.others),
+        "on_other_cpus": list(result.pinning.on_others),
+        "not_pinned": list(result.pinning.not_pinned),
+        "baselines_cpu": plan.baselines if result.options.baselines else None,
+        "note": _cpus_note(result),
+    }
 
 
 def _processes(count: int) -> str:
@@ -157,7 +196,7 @@ def _scaling_json(result: BenchResult) -> dict[str, Any] | None:
             "seconds": single.seconds,
             "dispatcher_exit_codes": single.exit_codes,
         },
-        "note": SHARED_CORES_NOTE,
+        "note": _cpus_note(result),
     }
 
 
@@ -201,6 +240,7 @@ def to_json(result: BenchResult) -> dict[str, Any]:
         if result.ceiling is None
         else {"tool": "h2load", **_baseline_json(result.ceiling)},
         "machine": result.machine,
+        "pinning": _pinning_json(result),
         "elapsed_s": result.elapsed_s,
         "rows": _rows(result),
     }
@@ -229,7 +269,11 @@ def _scaling_line(result: BenchResult) -> str | None:
         return (
             f"scaling: {run.processes} processes deliver {result.scaling.factor:.2f} x one process "
             f"({run.total_per_s:,.0f}/s vs {single.total_per_s:,.0f}/s in total); "
-            f"{SHARED_CORES_NOTE}, so this is not the dispatcher's scaling alone"
+            + (
+                f"{SHARED_CORES_NOTE}, so this is not the dispatcher's scaling alone"
+                if result.pinning is None
+                else _cpus_note(result)
+            )
         )
     if run.processes > 1 and run.paced is None:
         return "scaling: not measured (--scaling runs one process first, in the same run)"
@@ -277,8 +321,9 @@ def format_table(result: BenchResult) -> str:
         lines.append(scaling)
     if result.options.provider == "fcm":
         lines.append("provider: the FCM emulator (the baselines and h2load drive it too)")
+    shared = "broker, emulator and clients share them"
     lines.append(
         f"machine: {machine.get('usable_cpus')} usable CPUs ({machine.get('cpu_model')}), "
-        f"Python {machine.get('python')}; broker, emulator and clients share them"
+        f"Python {machine.get('python')}; {shared if result.pinning is None else _cpus_note(result)}"
     )
     return "\n".join(lines)

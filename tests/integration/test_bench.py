@@ -8,8 +8,10 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -263,6 +265,67 @@ def test_scaling_runs_one_process_then_k_and_reports_their_ratio(bench_env: dict
         "pushline (1 process)",
         "pushline (2 processes, per process)",
     ]
+
+
+_USABLE_CPUS = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+
+
+@pytest.mark.skipif(
+    len(_USABLE_CPUS) < 2,
+    reason=f"--pin needs 2 usable CPUs (one for the dispatcher), there are {len(_USABLE_CPUS)}",
+)
+def test_pinned_bench_runs_its_dispatcher_alone_on_the_top_cpu(bench_env: dict[str, str]) -> None:
+    env = bench_env
+    before = _dispatcher_pids(env)
+    args = ["--pin", "--notifications", "300", "--no-baselines", "--json"]
+    bench = subprocess.Popen(
+        [sys.executable, "-m", "pushline", "bench", "dispatcher", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    # Watch the affinities while it runs: the dispatcher's, and the bench's while a dispatcher
+    # lives (read first, so the dispatcher was still running after it).
+    dispatchers: dict[int, set[int]] = {}
+    bench_cpus: list[set[int]] = []
+    with ThreadPoolExecutor(1) as pool:
+        output = pool.submit(bench.communicate, timeout=240)
+        try:
+            while not output.done():
+                for pid in _dispatcher_pids(env) - before:
+                    try:
+                        bench_now = os.sched_getaffinity(bench.pid)
+                        dispatchers[pid] = os.sched_getaffinity(pid)
+                    except OSError:
+                        continue  # one of them has just exited
+                    bench_cpus.append(bench_now)
+                time.sleep(0.05)
+            stdout, stderr = output.result()
+        finally:
+            if bench.poll() is None:
+                bench.kill()
+
+    assert bench.returncode == 0, stderr
+    report = json.loads(stdout)
+    top, rest = _USABLE_CPUS[-1], _USABLE_CPUS[:-1]
+    pinning = report["pinning"]
+    assert pinning["dispatcher_cpus"] == [top]
+    assert pinning["other_cpus"] == rest
+    assert pinning["baselines_cpu"] is None  # --no-baselines
+    # The test's stack was started outside the bench: the bench cannot pin it, and says so.
+    assert pinning["on_other_cpus"] == ["bench"]
+    assert pinning["not_pinned"] == ["broker", "schema registry", "emulators"]
+    assert pinning["note"].startswith(f"pinned: dispatcher on CPU {top}; bench on CPU")
+    assert report["machine"]["usable_cpus"] == len(_USABLE_CPUS)  # read after the pin ended
+    assert report["outcomes"] == report["notifications"] == 300
+    assert report["states"] == {"ACCEPTED": 300}
+    assert report["emulator_accepted"] == 300
+    assert report["dispatcher_exit_codes"] == [0]
+    # What the processes really had, seen from outside.
+    assert list(dispatchers.values()) == [{top}], dispatchers
+    assert bench_cpus, "no dispatcher was seen while the bench ran"
+    assert all(cpus == set(rest) for cpus in bench_cpus), bench_cpus
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,8 @@ from pushline.bench import (
     format_table,
     to_json,
 )
+from pushline.bench._model import Pinning
+from pushline.bench._pinning import CpuPlan
 
 
 def _run(total_per_s: float = 8000.0, processes: int = 1, **changes: Any) -> DispatcherRun:
@@ -76,6 +78,8 @@ def test_the_default_capacity_table_keeps_its_rows_and_says_nothing_of_new_modes
     assert report["scaling"] is None
     assert report["ceiling_per_s"] == 20_000.0
     assert report["baselines"] == {"aioapns": 3000.0, "httpx": 900.0}
+    assert report["pinning"] is None
+    assert table.splitlines()[-1].endswith("; broker, emulator and clients share them")
 
 
 def test_without_baselines_only_the_dispatcher_rows_remain() -> None:
@@ -158,3 +162,53 @@ def test_fcm_names_the_provider_and_shows_aioapns_as_skipped() -> None:
     assert _row_names(table)[0] == "pushline to FCM (1 process, per process)"
     assert "(APNs only)" in table
     assert to_json(result)["provider"] == "fcm"
+
+
+def test_pinned_the_machine_line_and_the_json_say_which_cpus_did_what() -> None:
+    pinning = Pinning(
+        plan=CpuPlan(dispatchers=(1,), others=(0,)),
+        on_others=("broker", "schema registry", "emulators", "bench"),
+    )
+    result = _result(BenchOptions(pin=True), _run(), pinning=pinning)
+    table = format_table(result)
+    assert table.splitlines()[-1].endswith(
+        "; pinned: dispatcher on CPU 1 (then the baselines and h2load); "
+        "broker, schema registry, emulators, bench on CPU 0"
+    )
+    assert "share" not in table
+    report = json.loads(json.dumps(to_json(result)))
+    assert report["pinning"] == {
+        "dispatcher_cpus": [1],
+        "other_cpus": [0],
+        "on_other_cpus": ["broker", "schema registry", "emulators", "bench"],
+        "not_pinned": [],
+        "baselines_cpu": 1,
+        "note": table.splitlines()[-1].split("; ", 1)[1],
+    }
+
+
+def test_pinned_scaling_says_where_each_ran_and_what_was_not_pinned() -> None:
+    pinning = Pinning(
+        plan=CpuPlan(dispatchers=(3, 2), others=(0, 1)),
+        on_others=("bench",),
+        not_pinned=("broker", "schema registry", "emulators"),
+    )
+    result = _result(
+        BenchOptions(processes=2, scaling=True, pin=True, baselines=False),
+        _run(total_per_s=12_000.0, processes=2),
+        baselines={},
+        ceiling=None,
+        scaling=ScalingFigures(single_process=_run(), factor=1.5),
+        pinning=pinning,
+    )
+    note = (
+        "pinned: dispatchers, one CPU each, on CPUs 3, 2; bench on CPUs 0, 1; "
+        "broker, schema registry, emulators not pinned (started outside the bench)"
+    )
+    table = format_table(result)
+    assert f"in total); {note}" in table  # the scaling line
+    assert table.splitlines()[-1].endswith(f"; {note}")  # the machine line
+    assert "share" not in table
+    report = to_json(result)
+    assert report["scaling"]["note"] == report["pinning"]["note"] == note
+    assert report["pinning"]["baselines_cpu"] is None

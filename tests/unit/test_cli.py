@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -91,6 +92,8 @@ _UNREACHABLE_STACK = {
         (("--scaling", "--processes", "1"), "--scaling"),
         (("--scaling", "--processes", "2", "--rate", "500"), "--scaling"),
         (("--provider", "gcm"), "--provider"),
+        # one process per usable CPU leaves none for the broker, emulator and bench
+        (("--pin", "--processes", str(max(1, len(os.sched_getaffinity(0))))), "--pin"),
     ],
 )
 def test_bad_bench_dispatcher_options_are_one_line_exit_2(
