@@ -7,7 +7,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Final
@@ -15,7 +15,12 @@ from typing import Final
 from dispatcher._apps import ApnsAppConfig
 from dispatcher._auth import ApnsTokenSigner
 from dispatcher._results import Action, SendResult, classify, parse_retry_after
-from dispatcher._transport import Transport, TransportError, TransportResponse
+from dispatcher._transport import (
+    StartingTransport,
+    Transport,
+    TransportError,
+    TransportResponse,
+)
 from schemas import NotificationRequest, Platform, Priority, PushType
 from schemas.payloads import apns_payload
 
@@ -71,6 +76,7 @@ class ApnsClient:
         self._timeout = timeout
         self.signer = signer or ApnsTokenSigner(config, max_age=token_max_age)
         self._url = config.url + "/3/device/"
+        self._try_start = transport.try_start if isinstance(transport, StartingTransport) else None
 
     def _headers(self, req: NotificationRequest, bearer: str) -> list[tuple[str, str]]:
         background = req.push_type is PushType.BACKGROUND
@@ -109,6 +115,30 @@ class ApnsClient:
             if result.action is Action.REFRESH_AUTH:
                 result = _replace_action(result, Action.CONFIG_ALERT)
         return result
+
+    def try_send(
+        self,
+        req: NotificationRequest,
+        extra_custom: Mapping[str, str],
+        on_result: Callable[[SendResult], None],
+    ) -> bool:
+        """:meth:`send` without a coroutine, when the transport can start the request now:
+        ``on_result`` gets the result later (REFRESH_AUTH included: the caller then uses
+        :meth:`send`, which refreshes the token). False: nothing was sent."""
+        if self._try_start is None:
+            return False
+        started = time.perf_counter()
+        url = self._url + req.device_token
+        body = apns_payload(req, extra_custom)
+
+        def done(answer: TransportResponse | TransportError) -> None:
+            if isinstance(answer, TransportError):
+                on_result(_transport_failure(req, answer, started))
+            else:
+                on_result(_result(req, answer, started))
+
+        headers = self._headers(req, self.signer.token())
+        return self._try_start("POST", url, headers, body, self._timeout, done)
 
     async def _attempt(
         self, req: NotificationRequest, url: str, body: bytes, bearer: str, started: float

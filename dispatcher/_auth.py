@@ -154,10 +154,17 @@ class FcmAccessTokens:
         """How many access tokens were fetched (for tests and metrics)."""
 
     async def token(self) -> str:
+        current = self.cached()
+        if current is not None:
+            return current
+        return (await self._refresh()).value
+
+    def cached(self) -> str | None:
+        """The current token when it needs no refresh yet, else None (then await :meth:`token`)."""
         current = self._current
         if current is not None and self._monotonic() < current.expires_at - self._refresh_ahead:
             return current.value
-        return (await self._refresh()).value
+        return None
 
     def invalidate(self, refused: str) -> None:
         """FCM refused ``refused`` (401): forget it unless a newer token already replaced it."""

@@ -5,14 +5,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from dispatcher._apps import FcmAppConfig
 from dispatcher._auth import AuthError, FcmAccessTokens
 from dispatcher._results import Action, SendResult, classify, parse_retry_after
-from dispatcher._transport import Transport, TransportError, TransportResponse
+from dispatcher._transport import (
+    StartingTransport,
+    Transport,
+    TransportError,
+    TransportResponse,
+)
 from schemas import NotificationRequest, Platform
 from schemas.payloads import fcm_message
 
@@ -75,14 +80,13 @@ class FcmClient:
         self._timeout = timeout
         self.tokens = tokens or FcmAccessTokens(config.service_account, transport)
         self._url = f"{config.url}/v1/projects/{config.project_id}/messages:send"
+        self._try_start = transport.try_start if isinstance(transport, StartingTransport) else None
 
     async def send(
         self, req: NotificationRequest, *, extra_custom: Mapping[str, str] = _NO_CUSTOM
     ) -> SendResult:
         started = time.perf_counter()
-        body = json.dumps(
-            {"message": fcm_message(req, extra_custom)}, separators=(",", ":"), ensure_ascii=False
-        ).encode("utf-8")
+        body = self._body(req, extra_custom)
         result = await self._attempt(req, body, started)
         if result.action is Action.REFRESH_AUTH:
             # 401 UNAUTHENTICATED: the access token expired or was revoked early. Fetch a new one
@@ -92,18 +96,55 @@ class FcmClient:
                 result = dataclasses.replace(result, action=Action.CONFIG_ALERT)
         return result
 
+    def try_send(
+        self,
+        req: NotificationRequest,
+        extra_custom: Mapping[str, str],
+        on_result: Callable[[SendResult], None],
+    ) -> bool:
+        """:meth:`send` without a coroutine, when the access token is at hand and the transport
+        can start the request now: ``on_result`` gets the result later (REFRESH_AUTH included:
+        the caller then uses :meth:`send`). False: nothing was sent."""
+        access_token = self.tokens.cached()
+        if self._try_start is None or access_token is None:
+            return False
+        started = time.perf_counter()
+        body = self._body(req, extra_custom)
+
+        def done(answer: TransportResponse | TransportError) -> None:
+            if isinstance(answer, TransportError):
+                on_result(self._failure(req, answer.reason, str(answer), started))
+                return
+            result = _result(req, answer, started)
+            if result.action is Action.REFRESH_AUTH:
+                self.tokens.invalidate(access_token)
+            on_result(result)
+
+        return self._try_start(
+            "POST", self._url, self._headers(access_token), body, self._timeout, done
+        )
+
+    @staticmethod
+    def _body(req: NotificationRequest, extra_custom: Mapping[str, str]) -> bytes:
+        return json.dumps(
+            {"message": fcm_message(req, extra_custom)}, separators=(",", ":"), ensure_ascii=False
+        ).encode("utf-8")
+
+    @staticmethod
+    def _headers(access_token: str) -> list[tuple[str, str]]:
+        return [
+            ("authorization", f"Bearer {access_token}"),
+            ("content-type", "application/json; charset=UTF-8"),
+        ]
+
     async def _attempt(self, req: NotificationRequest, body: bytes, started: float) -> SendResult:
         try:
             access_token = await self.tokens.token()
         except AuthError as exc:
             return self._failure(req, exc.reason, str(exc), started, exc.status)
-        headers = [
-            ("authorization", f"Bearer {access_token}"),
-            ("content-type", "application/json; charset=UTF-8"),
-        ]
         try:
             response = await self._transport.request(
-                "POST", self._url, headers, body, self._timeout
+                "POST", self._url, self._headers(access_token), body, self._timeout
             )
         except TransportError as exc:
             return self._failure(req, exc.reason, str(exc), started)

@@ -53,6 +53,10 @@ a strict ``h2``-library server in tests/h2server.py unless marked "emulator"):
 - TLS with ALPN h2 (refused without it), TLS errors mapped: ``test_alpn_required``,
   ``test_tls_untrusted``
 - APNs/FCM emulators with ApnsClient/FcmClient: ``test_emulator_*``
+- ``try_start`` (the dispatcher's path without a coroutine, see :class:`_Callback`): False, and
+  nothing sent, until a connection has a free stream; answers and errors (timeout, RST_STREAM)
+  reach the callback once; a refused stream is re-sent once on another connection, exactly as
+  ``request`` does: ``test_try_start_*``
 
 Not implemented (not needed by a push client): server push (disabled with SETTINGS_ENABLE_PUSH=0;
 a PUSH_PROMISE is a connection error), request trailers, priorities, the Extended CONNECT protocol.
@@ -66,13 +70,14 @@ import contextlib
 import ssl
 import struct
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from pathlib import Path
-from typing import Final, cast
+from typing import Any, Final, cast
 
 from dispatcher._hpack import DEFAULT_INDEXED_NAMES, HpackDecoder, HpackEncoder, HpackError
 from dispatcher._results import PushlineReason
 from dispatcher._transport import (
+    OnDone,
     TransportError,
     TransportResponse,
     make_ssl_context,
@@ -172,6 +177,57 @@ class _ConnectionFailed(Exception):
         self.error = error
 
 
+class _Callback:
+    """A stream's completion for :meth:`H2Transport.try_start`: the three methods of a future
+    that the connection uses, calling ``on_done`` instead of waking a task. A stream the server
+    did not process (``_Retry``) is sent again once through :meth:`H2Transport.request`, as
+    ``request`` itself would."""
+
+    __slots__ = ("_done", "args", "conn", "on_done", "owner")
+
+    def __init__(
+        self,
+        owner: H2Transport,
+        on_done: OnDone,
+        conn: _Connection,
+        args: tuple[str, str, Sequence[tuple[str, str]], bytes, float],
+    ) -> None:
+        self.owner = owner
+        self.on_done = on_done
+        self.conn = conn
+        self.args = args  # method, url, headers, body, deadline (loop time)
+        self._done = False
+
+    def done(self) -> bool:
+        return self._done
+
+    def set_result(self, response: TransportResponse) -> None:
+        self._done = True
+        self.on_done(response)
+
+    def set_exception(self, error: BaseException) -> None:
+        self._done = True
+        if isinstance(error, _Retry):
+            self.owner.spawn(self._resend())
+        elif isinstance(error, TransportError):
+            self.on_done(error)
+        else:  # not raised by the connection today; never lose the request over it
+            self.on_done(TransportError(PushlineReason.CONNECTION_ERROR, str(error)))
+
+    async def _resend(self) -> None:
+        method, url, headers, body, deadline = self.args
+        timeout = max(0.0, deadline - asyncio.get_running_loop().time())
+        try:
+            response = await self.owner._exchange(method, url, headers, body, timeout, self.conn)
+        except TransportError as exc:
+            self.on_done(exc)
+        except asyncio.CancelledError:  # the transport closed meanwhile (aclose cancels its tasks)
+            self.on_done(TransportError(PushlineReason.CONNECTION_ERROR, "transport is closed"))
+            raise
+        else:
+            self.on_done(response)
+
+
 class _Stream:
     __slots__ = (
         "body",
@@ -187,7 +243,10 @@ class _Stream:
     )
 
     def __init__(
-        self, conn: _Connection, future: asyncio.Future[TransportResponse], deadline: float
+        self,
+        conn: _Connection,
+        future: asyncio.Future[TransportResponse] | _Callback,
+        deadline: float,
     ) -> None:
         self.conn = conn
         self.future = future
@@ -841,9 +900,7 @@ class _Pool:
 
     def open(self) -> None:
         self.connecting += 1
-        task = self.loop.create_task(self._connect())
-        self.owner.tasks.add(task)
-        task.add_done_callback(self.owner.tasks.discard)
+        self.owner.spawn(self._connect())
 
     async def _connect(self) -> None:
         try:
@@ -982,21 +1039,35 @@ class H2Transport:
             pool = self._pools[origin] = _Pool(self, scheme, host.strip("[]"), port)
         return pool, path
 
-    async def request(
+    def request(
         self,
         method: str,
         url: str,
         headers: Sequence[tuple[str, str]],
         body: bytes,
         timeout: float,
+    ) -> Coroutine[Any, Any, TransportResponse]:
+        # A plain function returning the coroutine: one coroutine frame less per request.
+        return self._exchange(method, url, headers, body, timeout, None)
+
+    async def _exchange(
+        self,
+        method: str,
+        url: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes,
+        timeout: float,
+        refused_on: _Connection | None,
     ) -> TransportResponse:
+        """The request, re-sent once (on another connection) if the server did not process it;
+        ``refused_on``: it was already sent once, there, and not processed."""
         if self.closed:
             raise TransportError(PushlineReason.CONNECTION_ERROR, "transport is closed")
         pool, path = self._pool(url)
         loop = pool.loop
         deadline = loop.time() + timeout
-        retried = False
-        avoid: _Connection | None = None
+        retried = refused_on is not None
+        avoid = refused_on
         while True:
             reserved = False
             conn = None if pool.waiters else pool.pick(avoid)
@@ -1020,6 +1091,36 @@ class H2Transport:
             except asyncio.CancelledError:
                 conn.cancel(stream)
                 raise
+
+    def try_start(
+        self,
+        method: str,
+        url: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes,
+        timeout: float,
+        on_done: OnDone,
+    ) -> bool:
+        """:meth:`request` without a coroutine when a connection has a free stream now (see
+        :class:`~dispatcher._transport.StartingTransport`); False when it would have to wait."""
+        if self.closed:
+            return False
+        pool, path = self._pool(url)
+        if pool.waiters:  # they were first
+            return False
+        conn = pool.pick(None)
+        if conn is None:
+            return False
+        deadline = pool.loop.time() + timeout
+        done = _Callback(self, on_done, conn, (method, url, headers, body, deadline))
+        stream = _Stream(conn, done, deadline)
+        return conn.start(stream, method, pool.authority, pool.scheme, path, headers, body, False)
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` as a task of this transport (kept referenced until it is done)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     # --- timers --------------------------------------------------------------------------------
 

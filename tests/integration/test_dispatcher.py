@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 
 from pushline.config import KafkaConfig, SchemaRegistryConfig, TopicsConfig
 from pushline.dlq import DeadLetter
+from pushline.ops import dispatcher_metrics
 from pushline.stack import StackHandle
 from pushline.topics import ensure_topics
 from schemas import (
@@ -389,3 +391,65 @@ def test_hostile_input_ends_in_the_dead_letter_topic_and_the_dispatcher_goes_on(
         assert letter.error_class and letter.error_message
     assert letters[b"huge"][1].error_class == "ValidationError"
     assert "content" in letters[b"huge"][1].error_message
+
+
+def test_inflight_gauge_counts_the_notifications_being_worked_on(
+    kafka_config: KafkaConfig,
+    registry_config: SchemaRegistryConfig,
+    topics: TopicsConfig,
+    env: dict[str, str],
+    outcomes: TopicReader,
+) -> None:
+    """``pushline_inflight_sends`` is read at scrape time: it shows the notifications the emulator
+    is holding, then nothing once their outcomes are acknowledged."""
+    metrics = dispatcher_metrics(process_metrics=False)
+
+    def inflight() -> float | None:
+        return metrics.registry.get_sample_value("pushline_inflight_sends")
+
+    reqs = [request(Platform.APNS) for _ in range(5)]  # five devices: five concurrent sends
+    with control(env, "APNS") as apns:
+        apns.set_latency(3000)
+    with running_dispatcher(kafka_config, registry_config, topics, env, metrics=metrics):
+        assert inflight() == 0
+        ids = send_all(kafka_config, registry_config, topics, reqs)
+        deadline = time.monotonic() + 20
+        seen = 0.0
+        while time.monotonic() < deadline and seen < len(reqs):
+            seen = max(seen, inflight() or 0.0)
+            time.sleep(0.05)
+        assert seen == len(reqs)
+        outcomes.wait_for(all_final(ids))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and inflight() != 0:
+            time.sleep(0.05)
+        assert inflight() == 0
+
+
+def test_one_device_gets_its_notifications_in_order_one_at_a_time(
+    kafka_config: KafkaConfig,
+    registry_config: SchemaRegistryConfig,
+    topics: TopicsConfig,
+    env: dict[str, str],
+    outcomes: TopicReader,
+) -> None:
+    """The first send of a device goes out without a task (fast path); what arrives for the
+    device meanwhile waits for it and follows in order (through the device's task)."""
+    token = request().device_token
+    reqs = [request(Platform.APNS, device_token=token, body=f"#{i}") for i in range(6)]
+    others = [request(Platform.APNS) for _ in range(4)]
+    with control(env, "APNS") as apns:
+        apns.set_latency(200)  # all of them arrive while the first is still at the provider
+    with running_dispatcher(kafka_config, registry_config, topics, env, in_process_retry_max_s=5):
+        ids = send_all(kafka_config, registry_config, topics, reqs + others)
+        got = outcomes.wait_for(all_final(ids), timeout=60)
+    final = terminal(got)
+    assert all(final[r.notification_id][0].state is OutcomeState.ACCEPTED for r in reqs + others)
+    with control(env, "APNS") as apns:
+        bodies = [
+            p["payload"]["aps"]["alert"]["body"] for p in apns.pushes() if p["token"] == token
+        ]
+    assert bodies == [f"#{i}" for i in range(6)]
+    sent = [final[r.notification_id][0].sent_at for r in reqs]  # one at a time: 200 ms apart
+    gaps = [b - a for a, b in itertools.pairwise(sent) if a is not None and b is not None]
+    assert len(gaps) == 5 and min(gaps) >= timedelta(milliseconds=150), gaps

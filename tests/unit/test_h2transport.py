@@ -599,3 +599,90 @@ def test_many_concurrent_requests_one_connection(tls: TlsMaterial, make_server: 
     assert all(r.header("apns-id") == r.body.decode() for r in server.requests)
     assert server.errors == []
     assert ssl.HAS_ALPN
+
+
+# --- try_start: the dispatcher's path without a coroutine ----------------------------------------
+
+
+def started(
+    t: H2Transport, url: str, body: bytes = b"{}", timeout: float = 5.0
+) -> asyncio.Future[Any] | None:
+    """``try_start`` of a POST; the future gets what ``on_done`` was called with (once: a second
+    call would raise InvalidStateError inside the connection and fail the test)."""
+    answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    if not t.try_start("POST", url + "/3/device/x", HEADERS, body, timeout, answer.set_result):
+        return None
+    return answer
+
+
+def test_try_start_needs_an_open_connection_then_answers(
+    tls: TlsMaterial, make_server: Any
+) -> None:
+    server = make_server()
+
+    async def body(t: H2Transport, url: str) -> Any:
+        before = started(t, url, b"first")  # no connection yet: it would have to wait
+        await post(t, url)  # opens one
+        answers = [started(t, url, str(i).encode()) for i in range(3)]
+        assert all(a is not None for a in answers)
+        return before, [await a for a in answers if a is not None]
+
+    before, answers = run(tls, server, body, pool_size=1)
+    assert before is None
+    assert [a.status for a in answers] == [200] * 3
+    assert sorted(r.body for r in server.requests) == [b"0", b"1", b"2", b"{}"]  # not "first"
+    assert server.errors == []
+
+
+def test_try_start_errors_reach_the_callback(tls: TlsMaterial, make_server: Any) -> None:
+    async def handler(conn: ServerConnection, req: Received) -> None:
+        if req.body == b"fail":
+            conn.reset(req.stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
+        elif req.body != b"hang":
+            await echo(conn, req)
+
+    server = make_server(handler=handler)
+
+    async def body(t: H2Transport, url: str) -> Any:
+        await post(t, url)
+        hang, fail = started(t, url, b"hang", timeout=0.2), started(t, url, b"fail")
+        assert hang is not None and fail is not None
+        return await hang, await fail
+
+    timed_out, failed = run(tls, server, body, pool_size=1)
+    assert isinstance(timed_out, TransportError)
+    assert timed_out.reason == PushlineReason.TIMEOUT
+    assert isinstance(failed, TransportError)
+    assert failed.reason == PushlineReason.PROTOCOL_ERROR
+
+
+def test_try_start_refused_stream_sent_again_once(tls: TlsMaterial, make_server: Any) -> None:
+    async def handler(conn: ServerConnection, req: Received) -> None:
+        if req.body.startswith(b"refuse") and (conn.index == 0 or req.body == b"refuse-always"):
+            conn.reset(req.stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
+        else:
+            await echo(conn, req)
+
+    server = make_server(handler=handler)
+
+    async def body(t: H2Transport, url: str) -> Any:
+        await post(t, url, b"open")
+        once, always = started(t, url, b"refuse-once"), started(t, url, b"refuse-always")
+        assert once is not None and always is not None
+        return await once, await always
+
+    once, always = run(tls, server, body, pool_size=2)
+    assert once.status == 200  # re-sent on another connection, answered there
+    assert [r.conn for r in server.requests if r.body == b"refuse-once"] == [0, 1]
+    assert isinstance(always, TransportError)  # refused twice: as request() would raise
+    assert always.reason == PushlineReason.CONNECTION_ERROR
+    assert [r.body for r in server.requests].count(b"refuse-always") == 2
+
+
+def test_try_start_on_a_closed_transport(tls: TlsMaterial) -> None:
+    async def main() -> bool:
+        transport = H2Transport(ca_file=tls.ca_file)
+        await transport.aclose()
+        return transport.try_start("POST", "https://127.0.0.1:1/x", HEADERS, b"", 1.0, print)
+
+    assert asyncio.run(main()) is False

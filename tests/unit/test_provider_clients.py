@@ -563,3 +563,66 @@ def test_httpx_transport_renews_a_client_whose_connection_broke() -> None:
     first, second, retired = asyncio.run(scenario())
     assert first is not second
     assert retired == 2  # one per broken request, closed with the transport
+
+
+# --- try_send: the dispatcher's path without a coroutine -----------------------------------------
+
+
+async def try_send_result(
+    client: ApnsClient | FcmClient, req: NotificationRequest
+) -> SendResult | None:
+    """``client.try_send``'s result, or None when it could not start."""
+    answer: asyncio.Future[SendResult] = asyncio.get_running_loop().create_future()
+    if not client.try_send(req, {}, answer.set_result):
+        return None
+    return await answer
+
+
+@pytest.mark.parametrize("platform", [Platform.APNS, Platform.FCM])
+def test_try_send_starts_once_a_connection_and_token_are_at_hand(
+    registry: AppRegistry, apns: EmulatorControl, fcm: EmulatorControl, platform: Platform
+) -> None:
+    config: Any = registry.apns("default") if platform is Platform.APNS else registry.fcm("default")
+    assert config is not None
+    transport = default_transport_factory(config.ca_file)  # H2Transport
+    client: ApnsClient | FcmClient = (
+        ApnsClient(config, transport) if platform is Platform.APNS else FcmClient(config, transport)
+    )
+    first, second, third = (request(platform) for _ in range(3))
+
+    async def main() -> tuple[SendResult | None, SendResult, SendResult | None]:
+        before = await try_send_result(client, first)  # no connection (and no FCM token) yet
+        opened = await client.send(second)
+        return before, opened, await try_send_result(client, third)
+
+    before, opened, after = run_and_close(client, main)
+    assert before is None
+    assert opened.action is Action.ACCEPTED
+    assert after is not None and after.action is Action.ACCEPTED and after.provider_id
+    control = apns if platform is Platform.APNS else fcm
+    tokens = [p["token"] for p in control.pushes()]
+    assert tokens == [second.device_token, third.device_token]  # False: nothing was sent
+
+
+def test_try_send_hands_an_expired_provider_token_back(
+    registry: AppRegistry, apns: EmulatorControl
+) -> None:
+    # try_send does not re-mint (send() does): the dispatcher then sends through send().
+    config = registry.apns("default")
+    assert config is not None
+    client = ApnsClient(config, default_transport_factory(config.ca_file))
+    req = request()
+    apns.set_token_reason(req.device_token, "ExpiredProviderToken")
+
+    async def main() -> SendResult | None:
+        await client.send(request())  # opens the connection
+        return await try_send_result(client, req)
+
+    result = run_and_close(client, main)
+    assert result is not None and result.action is Action.REFRESH_AUTH
+    assert client.signer.mints == 1
+
+
+def test_try_send_is_not_offered_by_the_httpx_transport(registry: AppRegistry) -> None:
+    client = apns_client(registry)  # HttpxTransport
+    assert run_and_close(client, lambda: try_send_result(client, request())) is None
