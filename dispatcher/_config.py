@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from pushline.config import config_from_env, env_field
-from pushline.errors import ConfigError
 
 __all__ = ["DispatcherConfig"]
 
@@ -25,11 +24,13 @@ class DispatcherConfig:
         "Requests being worked on at once per process; consumption pauses above it. More is not "
         "faster: on the benchmark 1000 gave more notifications/s, and less CPU each, than 2000.",
         1000,
+        minimum=1,
     )
     max_attempts: int = env_field(
         "PUSHLINE_DISPATCHER_MAX_ATTEMPTS",
         "Send attempts per notification (in process and through push.retries) before FAILED.",
         8,
+        minimum=1,
     )
     backoff_base_s: float = env_field(
         "PUSHLINE_DISPATCHER_BACKOFF_BASE_S", "First retry wait; doubles per attempt.", 0.5
@@ -61,9 +62,4 @@ class DispatcherConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> DispatcherConfig:
-        cfg = config_from_env(cls, os.environ if env is None else env, **overrides)
-        if cfg.max_attempts < 1:
-            raise ConfigError("PUSHLINE_DISPATCHER_MAX_ATTEMPTS must be at least 1")
-        if cfg.max_in_flight < 1:
-            raise ConfigError("PUSHLINE_DISPATCHER_MAX_IN_FLIGHT must be at least 1")
-        return cfg
+        return config_from_env(cls, os.environ if env is None else env, **overrides)

@@ -40,10 +40,17 @@ T = TypeVar("T")
 
 
 def env_field(
-    env: str, doc: str, default: Any = dataclasses.MISSING, *, secret: bool = False
+    env: str,
+    doc: str,
+    default: Any = dataclasses.MISSING,
+    *,
+    secret: bool = False,
+    minimum: float | None = None,
 ) -> Any:
-    """A dataclass field bound to environment variable ``env`` (several names: comma-separated)."""
-    meta = {"env": env, "doc": doc, "secret": secret}
+    """A dataclass field bound to environment variable ``env`` (several names: comma-separated).
+    ``minimum``: :func:`config_from_env` refuses a smaller value (from the environment or an
+    override) with a ConfigError naming the variable."""
+    meta = {"env": env, "doc": doc, "secret": secret, "minimum": minimum}
     if default is dataclasses.MISSING:
         return field(metadata=meta)
     return field(default=default, metadata=meta)
@@ -74,19 +81,24 @@ def _from_env(cls: type[T], env: Mapping[str, str], **overrides: Any) -> T:
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        names = f.metadata.get("env")
         if f.name in overrides:
             values[f.name] = overrides[f.name]
+        elif not names:
             continue
-        names = f.metadata.get("env")
-        if not names:
-            continue
-        for name in names.split(","):
-            if name in env:
-                values[f.name] = _convert(env[name], hints[f.name], name)
-                break
         else:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise ConfigError(f"{names.split(',')[0]} is not set")
+            for name in names.split(","):
+                if name in env:
+                    values[f.name] = _convert(env[name], hints[f.name], name)
+                    break
+            else:
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                    raise ConfigError(f"{names.split(',')[0]} is not set")
+        minimum = f.metadata.get("minimum")
+        value = values.get(f.name)
+        if minimum is not None and value is not None and value < minimum:
+            label = names.split(",")[0] if names else f.name
+            raise ConfigError(f"{label} must be at least {minimum}, not {value}")
     return cls(**values)
 
 
@@ -266,9 +278,10 @@ class TopicsConfig:
         "Partition count of every topic. requests, retries, outcomes, receipts and status must share "
         "it: the reconciler joins them partition by partition. It caps the number of busy consumers.",
         12,
+        minimum=1,
     )
     replication_factor: int = env_field(
-        "PUSHLINE_TOPIC_REPLICATION_FACTOR", "Replication factor of every topic.", 3
+        "PUSHLINE_TOPIC_REPLICATION_FACTOR", "Replication factor of every topic.", 3, minimum=1
     )
     min_insync_replicas: int | None = env_field(
         "PUSHLINE_TOPIC_MIN_INSYNC_REPLICAS",
@@ -284,12 +297,6 @@ class TopicsConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> TopicsConfig:
         cfg = _from_env(cls, os.environ if env is None else env, **overrides)
-        if cfg.partitions < 1:
-            raise ConfigError(f"PUSHLINE_TOPIC_PARTITIONS must be at least 1, not {cfg.partitions}")
-        if cfg.replication_factor < 1:
-            raise ConfigError(
-                f"PUSHLINE_TOPIC_REPLICATION_FACTOR must be at least 1, not {cfg.replication_factor}"
-            )
         if cfg.retention_scale <= 0:
             raise ConfigError("PUSHLINE_TOPIC_RETENTION_SCALE must be positive")
         return cfg

@@ -120,7 +120,7 @@ class FallbackConfig:
         None,
     )
     max_attempts: int = env_field(
-        "PUSHLINE_FALLBACK_MAX_ATTEMPTS", "Send attempts per fallback before FAILED.", 5
+        "PUSHLINE_FALLBACK_MAX_ATTEMPTS", "Send attempts per fallback before FAILED.", 5, minimum=1
     )
     backoff_base_s: float = env_field(
         "PUSHLINE_FALLBACK_BACKOFF_BASE_S", "First retry wait; doubles per attempt.", 0.5
@@ -137,7 +137,10 @@ class FallbackConfig:
         "PUSHLINE_FALLBACK_SEND_TIMEOUT_S", "Timeout of one SMTP session or SMS request.", 15.0
     )
     max_in_flight: int = env_field(
-        "PUSHLINE_FALLBACK_MAX_IN_FLIGHT", "Fallbacks worked on at once per process.", 200
+        "PUSHLINE_FALLBACK_MAX_IN_FLIGHT",
+        "Fallbacks worked on at once per process.",
+        200,
+        minimum=1,
     )
     commit_interval_s: float = env_field(
         "PUSHLINE_FALLBACK_COMMIT_INTERVAL_S", "How often acknowledged offsets are committed.", 0.5
@@ -154,10 +157,6 @@ class FallbackConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> FallbackConfig:
         cfg = config_from_env(cls, os.environ if env is None else env, **overrides)
-        if cfg.max_attempts < 1:
-            raise ConfigError("PUSHLINE_FALLBACK_MAX_ATTEMPTS must be at least 1")
-        if cfg.max_in_flight < 1:
-            raise ConfigError("PUSHLINE_FALLBACK_MAX_IN_FLIGHT must be at least 1")
         # parse both now, so a bad URL stops the process at start, not at the first fallback
         cfg.smtp()
         cfg.sms()

@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from dispatcher import DispatcherConfig
 from pushline.config import KafkaConfig, SchemaRegistryConfig, TopicsConfig
 from pushline.errors import ConfigError
+from receipts._fallback_config import FallbackConfig
 
 ENV = {"KAFKA_BOOTSTRAP_SERVERS": "b1:9092,b2:9092"}
 
@@ -101,3 +105,28 @@ def test_group_consumers_get_the_service_settings_and_the_fetch_wait() -> None:
     assert overridden["fetch.wait.max.ms"] == 100 and overridden["enable.partition.eof"] is True
     plain = KafkaConfig.from_env({"KAFKA_BOOTSTRAP_SERVERS": "b:9092"})
     assert "fetch.wait.max.ms" not in plain.to_consumer_librdkafka("g", 6000, stats)
+
+
+@pytest.mark.parametrize(
+    ("config", "name"),
+    [
+        ("topics", "PUSHLINE_TOPIC_PARTITIONS"),
+        ("topics", "PUSHLINE_TOPIC_REPLICATION_FACTOR"),
+        ("dispatcher", "PUSHLINE_DISPATCHER_MAX_IN_FLIGHT"),
+        ("dispatcher", "PUSHLINE_DISPATCHER_MAX_ATTEMPTS"),
+        ("fallback", "PUSHLINE_FALLBACK_MAX_IN_FLIGHT"),
+        ("fallback", "PUSHLINE_FALLBACK_MAX_ATTEMPTS"),
+    ],
+)
+def test_a_value_below_its_minimum_is_refused_by_name(config: str, name: str) -> None:
+    cls: Any = {"topics": TopicsConfig, "dispatcher": DispatcherConfig, "fallback": FallbackConfig}
+    with pytest.raises(ConfigError, match=f"^{name} must be at least 1, not 0$"):
+        cls[config].from_env({name: "0"})
+    assert cls[config].from_env({name: "1"}) is not None  # the minimum itself is fine
+
+
+def test_an_override_below_its_minimum_is_refused_too() -> None:
+    with pytest.raises(
+        ConfigError, match=r"^PUSHLINE_TOPIC_PARTITIONS must be at least 1, not -2$"
+    ):
+        TopicsConfig.from_env({}, partitions=-2)
