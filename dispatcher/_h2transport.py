@@ -180,8 +180,8 @@ class _ConnectionFailed(Exception):
 class _Callback:
     """A stream's completion for :meth:`H2Transport.try_start`: the three methods of a future
     that the connection uses, calling ``on_done`` instead of waking a task. A stream the server
-    did not process (``_Retry``) is sent again once through :meth:`H2Transport.request`, as
-    ``request`` itself would."""
+    did not process (``_Retry``) is sent again once, on another connection, by the code behind
+    :meth:`H2Transport.request` (as ``request`` itself would do)."""
 
     __slots__ = ("_done", "args", "conn", "on_done", "owner")
 
