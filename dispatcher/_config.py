@@ -46,6 +46,14 @@ class DispatcherConfig:
     send_timeout_s: float = env_field(
         "PUSHLINE_DISPATCHER_SEND_TIMEOUT_S", "Timeout of one provider request.", 10.0
     )
+    outcome_linger_ms: int = env_field(
+        "PUSHLINE_DISPATCHER_OUTCOME_LINGER_MS",
+        "How long the outcome producer gathers a batch (librdkafka linger.ms). Outcomes are "
+        "written after the send: this delays them (and the commit), not the notification. On the "
+        "benchmark the producer's thread took 13% of the dispatcher's CPU at 2 ms, 3% at 10.",
+        10,
+        minimum=0,
+    )
     commit_interval_s: float = env_field(
         "PUSHLINE_DISPATCHER_COMMIT_INTERVAL_S",
         "How often acknowledged offsets are committed.",

@@ -152,9 +152,7 @@ class Dispatcher(ConsumerService[_Work]):
             topic: SerializationContext(topic, MessageField.VALUE)
             for topic in (topics.requests, topics.retries)
         }
-        self._producer = AckedProducer(
-            kafka.to_librdkafka(**{**PRODUCER_SETTINGS, "linger.ms": 2}), self._fail, log
-        )
+        self._producer = AckedProducer(outcome_producer_settings(kafka, config), self._fail, log)
         self._consumer = Consumer(
             kafka.to_consumer_librdkafka(
                 config.group_id,
@@ -673,6 +671,11 @@ class Dispatcher(ConsumerService[_Work]):
     def _count_retry(self, request: NotificationRequest, kind: str) -> None:
         if self._metrics is not None:
             self._metrics.retries.labels(request.platform.value, kind).inc()
+
+
+def outcome_producer_settings(kafka: KafkaConfig, config: DispatcherConfig) -> dict[str, Any]:
+    """librdkafka settings of the producer of outcomes, retries and dead letters."""
+    return kafka.to_librdkafka(**{**PRODUCER_SETTINGS, "linger.ms": config.outcome_linger_ms})
 
 
 def _header_int(msg: Message, name: str) -> int | None:

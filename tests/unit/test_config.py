@@ -5,6 +5,7 @@ from typing import Any
 import pytest
 
 from dispatcher import DispatcherConfig
+from dispatcher._loop import outcome_producer_settings
 from pushline.config import KafkaConfig, SchemaRegistryConfig, TopicsConfig
 from pushline.errors import ConfigError
 from receipts._fallback_config import FallbackConfig
@@ -130,3 +131,16 @@ def test_an_override_below_its_minimum_is_refused_too() -> None:
         ConfigError, match=r"^PUSHLINE_TOPIC_PARTITIONS must be at least 1, not -2$"
     ):
         TopicsConfig.from_env({}, partitions=-2)
+
+
+def test_the_outcome_producer_lingers_as_configured_and_stays_idempotent() -> None:
+    kafka = KafkaConfig.from_env({"KAFKA_BOOTSTRAP_SERVERS": "b:9092"})
+    default = outcome_producer_settings(kafka, DispatcherConfig.from_env({}))
+    assert default["linger.ms"] == 10
+    assert default["enable.idempotence"] is True and default["acks"] == "all"
+    env = {"PUSHLINE_DISPATCHER_OUTCOME_LINGER_MS": "0"}  # 0 is librdkafka's "send at once"
+    assert outcome_producer_settings(kafka, DispatcherConfig.from_env(env))["linger.ms"] == 0
+    with pytest.raises(
+        ConfigError, match=r"^PUSHLINE_DISPATCHER_OUTCOME_LINGER_MS must be at least 0, not -1$"
+    ):
+        DispatcherConfig.from_env({"PUSHLINE_DISPATCHER_OUTCOME_LINGER_MS": "-1"})
