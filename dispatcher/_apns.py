@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -22,6 +21,7 @@ from dispatcher._transport import (
     TransportResponse,
 )
 from schemas import NotificationRequest, Platform, Priority, PushType
+from schemas._ids import is_canonical_uuid
 from schemas.payloads import apns_payload
 
 __all__ = ["APNS_TOPIC_SUFFIX", "ApnsClient", "apns_id_for"]
@@ -42,14 +42,13 @@ APNS_TOPIC_SUFFIX: Final[Mapping[PushType, str]] = MappingProxyType(
 """What Apple appends to the bundle id for each push type's apns-topic."""
 
 _NO_CUSTOM: Mapping[str, str] = MappingProxyType({})
-_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _ID_NAMESPACE = uuid.UUID("6f1c7a0e-5d0b-4a55-9a39-1f7f0c2f8e11")
 
 
 def apns_id_for(notification_id: str) -> str:
     """The apns-id of a notification: its own id (a canonical UUID), so a re-send carries the same
     apns-id; anything else is mapped to a stable UUID5."""
-    if _CANONICAL_UUID.fullmatch(notification_id):  # the usual case, without building a UUID
+    if is_canonical_uuid(notification_id):  # the usual case, without building a UUID
         return notification_id
     try:
         parsed = uuid.UUID(notification_id)
@@ -77,21 +76,37 @@ class ApnsClient:
         self.signer = signer or ApnsTokenSigner(config, max_age=token_max_age)
         self._url = config.url + "/3/device/"
         self._try_start = transport.try_start if isinstance(transport, StartingTransport) else None
+        # The headers that depend on the push type and priority only, made once per pair.
+        self._fixed_headers: dict[tuple[PushType, Priority], tuple[tuple[str, str], ...]] = {}
+        # the last bearer token and its header (the token changes every 40 minutes)
+        self._authorization: tuple[str | None, tuple[str, str]] = (None, ("authorization", ""))
 
     def _headers(self, req: NotificationRequest, bearer: str) -> list[tuple[str, str]]:
+        fixed = self._fixed_headers.get((req.push_type, req.priority))
+        if fixed is None:
+            fixed = self._fixed_headers[(req.push_type, req.priority)] = self._fixed(req)
+        last_bearer, authorization = self._authorization
+        if bearer is not last_bearer:
+            authorization = ("authorization", f"bearer {bearer}")
+            self._authorization = (bearer, authorization)
+        return [
+            authorization,
+            *fixed,
+            ("apns-id", apns_id_for(req.notification_id)),
+            ("apns-expiration", str(max(1, int(req.expires_at.timestamp())))),
+            ("apns-collapse-id", req.collapse_id),
+        ]
+
+    def _fixed(self, req: NotificationRequest) -> tuple[tuple[str, str], ...]:
         background = req.push_type is PushType.BACKGROUND
         # Apple: background pushes must use priority 5; 10 would be refused (BadPriority).
         priority = Priority.NORMAL.apns_value if background else req.priority.apns_value
-        return [
-            ("authorization", f"bearer {bearer}"),
+        return (
             ("apns-topic", self.config.topic + APNS_TOPIC_SUFFIX[req.push_type]),
             ("apns-push-type", req.push_type.apns_header),
-            ("apns-id", apns_id_for(req.notification_id)),
             ("apns-priority", str(priority)),
-            ("apns-expiration", str(max(1, int(req.expires_at.timestamp())))),
-            ("apns-collapse-id", req.collapse_id),
             ("content-type", "application/json"),
-        ]
+        )
 
     async def send(
         self, req: NotificationRequest, *, extra_custom: Mapping[str, str] = _NO_CUSTOM

@@ -51,7 +51,7 @@ from pushline.config import KafkaConfig, SchemaRegistryConfig, TopicsConfig
 from pushline.consumer_service import ConsumerService
 from pushline.dlq import dead_letter_headers
 from pushline.errors import CodecError, ValidationError
-from pushline.headers import message_headers
+from pushline.headers import headers_named, message_headers
 from pushline.offsets import OffsetLedger
 from pushline.ops import DispatcherMetrics
 from schemas import (
@@ -109,7 +109,7 @@ class _Work:
         self.partition = partition
         self.offset = offset
         self.request: NotificationRequest | None = None
-        self.headers: Headers = []
+        self.headers: list[tuple[str, bytes | None]] = []  # forwarded: the traceparent
 
 
 class Dispatcher(ConsumerService[_Work]):
@@ -310,7 +310,7 @@ class Dispatcher(ConsumerService[_Work]):
 
     def _route(self, work: _Work) -> None:
         msg = work.msg
-        work.headers = [(k, v) for k, v in message_headers(msg) if k == "traceparent"]
+        work.headers = headers_named(msg, "traceparent")
         try:
             request = self._decode(msg.value(), self._value_ctx[work.topic])
             request = validate_request(request, check_expiry=False)

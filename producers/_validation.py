@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 
 from pushline.errors import ValidationError
 from schemas import Fallback, FallbackChannel, NotificationRequest, Platform, Priority, PushType
+from schemas._ids import is_canonical_uuid
 from schemas.payloads import (
     RECEIPT_TOKEN_KEY,
     RECEIPT_TOKEN_RESERVE_BYTES,
@@ -50,8 +51,6 @@ __all__ = [
     "normalise_device_token",
     "validate_request",
 ]
-
-_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 APNS_TOKEN_LENGTH = 64
 """Hex characters in an APNs device token (PROVIDERS.md)."""
@@ -157,9 +156,9 @@ def _utf8(field: str, value: str) -> bytes:
 
 
 def _check_identity(req: NotificationRequest) -> None:
-    # A regex, not uuid.UUID(): the same rule (canonical lower-case 8-4-4-4-12 hex), at a
-    # fraction of the cost on the dispatcher's hot path.
-    if _CANONICAL_UUID.fullmatch(req.notification_id) is None:
+    # Not uuid.UUID(): the same rule (canonical lower-case 8-4-4-4-12 hex), at a fraction of the
+    # cost on the dispatcher's hot path.
+    if not is_canonical_uuid(req.notification_id):
         raise ValidationError(
             "notification_id",
             "must be a canonical lower-case UUID (8-4-4-4-12 hex digits), "

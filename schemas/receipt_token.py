@@ -57,6 +57,7 @@ from typing import Any
 
 from pushline.config import config_from_env, env_field
 from pushline.errors import ConfigError, PushlineError
+from schemas._ids import is_canonical_uuid
 from schemas.payloads import RECEIPT_TOKEN_MAX_CHARS
 
 __all__ = [
@@ -81,7 +82,6 @@ MAX_KID_CHARS = 16
 MAX_DEVICE_KEY_BYTES = 65_535
 # Separates this MAC from any other use of the same key material.
 _DOMAIN = b"pushline/receipt-token\x00"
-_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _KID_RE = re.compile(r"[A-Za-z0-9._-]{1,16}")
 _TOKEN_RE = re.compile(r"[A-Za-z0-9_-]+")
 _EXPIRY = struct.Struct(">I")
@@ -200,7 +200,7 @@ class ReceiptTokenSigner:
     def sign_until(self, notification_id: str, device_key: str, expiry: int) -> str:
         """:meth:`sign` with the expiry in whole seconds since the Unix epoch (the dispatcher's
         hot path: no datetime arithmetic per push)."""
-        if _CANONICAL_UUID.fullmatch(notification_id):  # the usual case, without a UUID object
+        if is_canonical_uuid(notification_id):  # the usual case, without a UUID object
             nid = bytes.fromhex(notification_id.replace("-", ""))
         else:
             try:

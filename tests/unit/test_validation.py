@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -22,6 +23,7 @@ from schemas import (
     Priority,
     PushType,
 )
+from schemas._ids import is_canonical_uuid
 from schemas.payloads import (
     ELLIPSIS,
     RECEIPT_TOKEN_KEY,
@@ -100,6 +102,17 @@ def test_naive_now_is_a_programming_error() -> None:
 )
 def test_notification_id_must_be_a_canonical_lower_case_uuid(nid: str) -> None:
     assert "canonical lower-case UUID" in refused(make(notification_id=nid), "notification_id")
+
+
+def test_the_canonical_uuid_memo_never_lets_another_string_through() -> None:
+    # the check remembers the last canonical string: a different one must still be asked about
+    canonical = str(uuid.uuid4())
+    assert is_canonical_uuid(canonical)
+    assert is_canonical_uuid(canonical)  # the remembered one
+    assert not is_canonical_uuid(canonical.upper())
+    assert not is_canonical_uuid(canonical + "\n")
+    assert is_canonical_uuid("".join(canonical))  # an equal string, another object
+    assert is_canonical_uuid(canonical)
 
 
 @pytest.mark.parametrize("app_id", ["", "shop app", "shop/app", "-shop", "a" * 129, "café"])
