@@ -4,10 +4,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit integration clean
+.PHONY: demo test lint typecheck unit integration clean codegen
 
-# setup.py compiles dispatcher/_hpack.py (mypyc): a change to it needs a new build.
-$(STAMP): pyproject.toml setup.py dispatcher/_hpack.py
+# setup.py compiles these modules (mypyc): a change to one needs a new build.
+$(STAMP): pyproject.toml setup.py dispatcher/_hpack.py schemas/_avro_prims.py schemas/_avro_generated.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
@@ -33,4 +33,8 @@ integration: $(STAMP)
 	$(BIN)/pytest tests/integration
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info dispatcher/_hpack*.so
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info dispatcher/*.so schemas/*.so *__mypyc*.so
+
+# schemas/_avro_generated.py: the codec generated from the Avro schemas and event classes
+codegen: $(STAMP)
+	$(BIN)/python -c 'from schemas._fastcodec import write_generated_module as w; print("wrote", w())'

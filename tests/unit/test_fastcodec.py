@@ -45,16 +45,20 @@ from schemas import (
     ReceiptKind,
     StatusState,
     TokenVerdict,
+    _avro_generated,
     is_poison,
     load_schema,
     make_registry_client,
     schema_id_of,
     schema_str,
 )
+from schemas import _avro_prims as prims
 from schemas._fastcodec import (
+    GENERATED_MODULE,
     bench_codec,
     compile_decoder,
     compile_encoder,
+    generate_codec,
 )
 
 VERSIONS_DIR = Path(__file__).parent / "schema_versions"
@@ -232,6 +236,44 @@ def test_every_event_class_compiles(cls: type[Any]) -> None:
     assert FastEventDeserializer(
         cls, make_registry_client(SchemaRegistryConfig("mock://x"))
     )._decode
+
+
+def test_the_generated_module_is_current() -> None:
+    assert GENERATED_MODULE.read_text() == generate_codec().module_text(), (
+        "schemas/_avro_generated.py is not what the generator makes now: run `make codegen`"
+    )
+
+
+def test_the_installed_generated_module_does_the_work() -> None:
+    functions = fc._codec_functions()
+    assert set(functions) == {
+        f"{p}_{cls.__name__}" for cls in EVENT_SCHEMAS for p in ("decode", "encode")
+    }
+    for name, function in functions.items():
+        assert function is getattr(_avro_generated, name)
+    serializer = FastEventSerializer(
+        NotificationRequest, make_registry_client(SchemaRegistryConfig("mock://x"))
+    )
+    assert serializer._encode is _avro_generated.encode_NotificationRequest
+
+
+def test_a_generated_module_of_other_code_is_not_used(
+    registry: SchemaRegistryClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A build of an older generator (or schema) must not run: the same code runs interpreted."""
+    monkeypatch.setattr(_avro_generated, "SOURCE_SHA256", "0" * 64)
+    fc._codec_functions.cache_clear()
+    try:
+        functions = fc._codec_functions()
+        decode = functions["decode_NotificationRequest"]
+        assert decode is not _avro_generated.decode_NotificationRequest
+        for event in SAMPLES:
+            cls, ctx = type(event), _ctx(type(event))
+            reference = EventSerializer(cls, registry)(event, ctx)
+            assert functions[f"encode_{cls.__name__}"](event, reference[:5]) == reference
+            assert functions[f"decode_{cls.__name__}"](reference) == event
+    finally:
+        fc._codec_functions.cache_clear()
 
 
 def test_same_bytes_and_events_as_the_reference(registry: SchemaRegistryClient) -> None:
@@ -563,17 +605,17 @@ def test_bench_codec_runs() -> None:
 
 def test_timestamp_memo_is_exact_and_bounded() -> None:
     base = datetime(2026, 1, 1, tzinfo=UTC)
-    for i in range(fc._TIMESTAMP_MEMO_MAX + 10):
+    for i in range(prims.TIMESTAMP_MEMO_MAX + 10):
         value = base + timedelta(milliseconds=7 * i)
-        millis = (value - fc._EPOCH) // fc._ONE_MS
+        millis = (value - prims.EPOCH) // prims.ONE_MS
         for _ in range(2):  # computed, then from the memo
             assert (
-                fc._TIMESTAMP_BYTES.get(value) or fc._timestamp_bytes(value)
-            ) == fc._encode_long(millis)
-            assert (fc._TIMESTAMP_VALUES.get(millis) or fc._timestamp_value(millis)) == value
-        assert len(fc._TIMESTAMP_BYTES) <= fc._TIMESTAMP_MEMO_MAX
-        assert len(fc._TIMESTAMP_VALUES) <= fc._TIMESTAMP_MEMO_MAX
+                prims.TIMESTAMP_BYTES.get(value) or prims.timestamp_bytes(value)
+            ) == prims.encode_long(millis)
+            assert (prims.TIMESTAMP_VALUES.get(millis) or prims.timestamp_value(millis)) == value
+        assert len(prims.TIMESTAMP_BYTES) <= prims.TIMESTAMP_MEMO_MAX
+        assert len(prims.TIMESTAMP_VALUES) <= prims.TIMESTAMP_MEMO_MAX
     # sub-millisecond values floor, as the reference writer does
-    assert fc._timestamp_bytes(base + timedelta(microseconds=1999)) == fc._encode_long(
-        (base - fc._EPOCH) // fc._ONE_MS + 1
+    assert prims.timestamp_bytes(base + timedelta(microseconds=1999)) == prims.encode_long(
+        (base - prims.EPOCH) // prims.ONE_MS + 1
     )
