@@ -473,12 +473,7 @@ class Dispatcher(ConsumerService[_Work]):
     def _final_outcome(
         self, request: NotificationRequest, result: SendResult, attempt: int, sent_at: datetime
     ) -> DispatchOutcome:
-        state = {
-            Action.ACCEPTED: OutcomeState.ACCEPTED,
-            Action.INVALID_TOKEN: OutcomeState.INVALID_TOKEN,
-            Action.SUSPECT_TOKEN: OutcomeState.INVALID_TOKEN,
-            Action.REJECT: OutcomeState.REJECTED,
-        }.get(result.action, OutcomeState.FAILED)
+        state = _FINAL_STATES.get(result.action, OutcomeState.FAILED)
         return self._outcome(
             request, state, result=result, attempt=attempt, sent_at=sent_at, reason=result.reason
         )
@@ -671,6 +666,15 @@ class Dispatcher(ConsumerService[_Work]):
     def _count_retry(self, request: NotificationRequest, kind: str) -> None:
         if self._metrics is not None:
             self._metrics.retries.labels(request.platform.value, kind).inc()
+
+
+#: The outcome of a send that ends the notification's dispatch (any other action: FAILED).
+_FINAL_STATES = {
+    Action.ACCEPTED: OutcomeState.ACCEPTED,
+    Action.INVALID_TOKEN: OutcomeState.INVALID_TOKEN,
+    Action.SUSPECT_TOKEN: OutcomeState.INVALID_TOKEN,
+    Action.REJECT: OutcomeState.REJECTED,
+}
 
 
 def outcome_producer_settings(kafka: KafkaConfig, config: DispatcherConfig) -> dict[str, Any]:

@@ -218,9 +218,10 @@ def _check_delivery_options(req: NotificationRequest) -> None:
 
 def _check_content(req: NotificationRequest) -> None:
     c = req.content
+    # (ASCII text always encodes: the dispatcher checks every request, most of them ASCII)
     for name in ("title", "subtitle", "body", "sound", "category", "thread_id"):
         value: str | None = getattr(c, name)
-        if value is not None:
+        if value is not None and not value.isascii():
             _utf8(f"content.{name}", value)
     if c.badge is not None and c.badge < 0:
         raise ValidationError("content.badge", f"must not be negative, got {c.badge}")
@@ -236,8 +237,9 @@ def _check_content(req: NotificationRequest) -> None:
             )
     for key, value in c.custom_data.items():
         field = f"content.custom_data[{key!r}]"
-        _utf8(field, key)
-        _utf8(field, value)
+        if not (key.isascii() and value.isascii()):
+            _utf8(field, key)
+            _utf8(field, value)
         if key == RECEIPT_TOKEN_KEY:
             raise ValidationError(field, "is reserved for the receipt token the dispatcher adds")
         if req.platform == Platform.APNS and key == "aps":

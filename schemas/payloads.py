@@ -139,8 +139,30 @@ def _apns_body(req: NotificationRequest, extra_custom: Mapping[str, str]) -> dic
     return body
 
 
+# The last request whose payload was built without extra data, and that payload. The dispatcher
+# builds each request's payload twice, one right after the other: validation sizes it, then the
+# send adds the receipt token. The second time appends the token to the first's bytes instead.
+# Keyed by identity: a request is immutable (its custom_data read-only by contract).
+_last_apns: tuple[NotificationRequest | None, bytes] = (None, b"")
+
+
 def apns_payload(req: NotificationRequest, extra_custom: Mapping[str, str] = _NO_CUSTOM) -> bytes:
     """The APNs request body: compact UTF-8 JSON, ``aps`` first, custom data at the top level."""
+    global _last_apns  # noqa: PLW0603 - a one-entry memo, see above
+    last_req, last_payload = _last_apns
+    if not extra_custom:
+        payload = _dumps(_apns_body(req, extra_custom))
+        _last_apns = (req, payload)
+        return payload
+    if (
+        last_req is req
+        and "aps" not in extra_custom
+        and extra_custom.keys().isdisjoint(req.content.custom_data)
+    ):
+        # Compact JSON of a dict is its items' JSON joined by commas, in order; extra_custom
+        # comes last (see _apns_body), and the payload always ends with the "}" of the body.
+        items = [_dumps(key) + b":" + _dumps(value) for key, value in extra_custom.items()]
+        return last_payload[:-1] + b"," + b",".join(items) + b"}"
     return _dumps(_apns_body(req, extra_custom))
 
 

@@ -69,6 +69,36 @@ def apns_json(req: NotificationRequest, extra: Mapping[str, str] | None = None) 
 # --- APNs -------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("custom", "extra"),
+    [
+        ({}, {RECEIPT_TOKEN_KEY: "abc_DEF-123"}),
+        ({"order": "42", "é": '\u2028"\\'}, {RECEIPT_TOKEN_KEY: "abc", "z": "\x00 ü 🎉"}),
+        ({RECEIPT_TOKEN_KEY: "spoof", "k": "v"}, {RECEIPT_TOKEN_KEY: "real"}),  # replaced in place
+        ({"k": "v"}, {"aps": "not allowed", "k2": "v2"}),
+    ],
+)
+def test_a_payload_with_extra_data_is_the_same_bytes_when_built_after_the_plain_one(
+    custom: dict[str, str], extra: dict[str, str]
+) -> None:
+    """The dispatcher sizes a payload, then sends it with the receipt token: the second build
+    reuses the first one's bytes, and must give exactly what a build from scratch gives."""
+    for background in (False, True):
+        req = make(
+            custom=custom,
+            **({"push_type": PushType.BACKGROUND, "priority": Priority.NORMAL} if background else
+               {"title": "T", "body": "B", "badge": 0}),
+        )  # fmt: skip
+        from_scratch = apns_payload(req, extra)
+        plain = apns_payload(req)
+        assert apns_payload(req, extra) == from_scratch
+        assert apns_payload(req, extra) == from_scratch  # again, still remembered
+        assert apns_payload(replace(req), extra) == from_scratch  # an equal request, not the same
+        assert json.loads(from_scratch) == {**json.loads(plain), **{
+            k: v for k, v in extra.items() if k != "aps"
+        }}  # fmt: skip
+
+
 def test_apns_payload_carries_every_content_field_under_aps() -> None:
     req = make(
         title="Order",
