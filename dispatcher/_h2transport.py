@@ -662,12 +662,10 @@ class _Connection(asyncio.Protocol):
         stream.stream_id = stream_id
         stream.send_window = self.peer_initial_window
         self.streams[stream_id] = stream
+        # A list, not a generator: the compiled encoder would resume an interpreted frame per field.
         block = self.encoder.encode(
-            _chain(
-                ((":method", method), (":scheme", scheme), (":authority", authority),
-                 (":path", path)),
-                headers,
-            )
+            [(":method", method), (":scheme", scheme), (":authority", authority),
+             (":path", path), *headers]
         )  # fmt: skip
         end = 0 if body else END_STREAM
         max_frame = self.peer_max_frame
@@ -805,13 +803,6 @@ class _ProtocolViolation(Exception):
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
         self.code = code
-
-
-def _chain(
-    first: Iterable[tuple[str, str]], second: Iterable[tuple[str, str]]
-) -> Iterable[tuple[str, str]]:
-    yield from first
-    yield from second
 
 
 class _Pool:
