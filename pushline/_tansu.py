@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from pushline.errors import StackError
-from pushline.processes import die_with_parent, free_port
+from pushline.processes import die_with_parent, free_port, stop_process
 
 __all__ = ["TansuBroker", "free_port"]
 
@@ -87,11 +87,5 @@ class TansuBroker:
 
     def stop(self, timeout: float = 5.0) -> None:
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
+        if proc is not None:
+            stop_process(proc, timeout)

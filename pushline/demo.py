@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import tempfile
@@ -34,7 +33,7 @@ from producers import NotificationProducer, new_notification
 from pushline.config import KafkaConfig, SchemaRegistryConfig, TopicsConfig
 from pushline.emulators._control import EmulatorControl
 from pushline.errors import PushlineError
-from pushline.processes import free_port
+from pushline.processes import free_port, stop_processes
 from pushline.stack import stack_from_env_or_spawn
 from pushline.topics import ensure_topics
 from schemas import (
@@ -289,15 +288,7 @@ def _components(env: dict[str, str], logs: Path) -> Iterator[dict[str, str]]:
             urls[name] = f"http://127.0.0.1:{port}/metrics"
         yield urls
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(40)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_processes(procs, 40)
 
 
 def _wait_ready(urls: Mapping[str, str], timeout: float) -> None:

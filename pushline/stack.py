@@ -25,6 +25,7 @@ from typing import IO, TYPE_CHECKING
 
 from pushline._tansu import TansuBroker
 from pushline.errors import StackError
+from pushline.processes import stop_process
 
 if TYPE_CHECKING:
     from pushline.emulators._runner import ProviderEmulators
@@ -179,13 +180,7 @@ class StackHandle:
         if self._closed or self.process is None:
             return
         self._closed = True
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout)
+        stop_process(self.process, timeout)
 
     def __enter__(self) -> StackHandle:
         return self

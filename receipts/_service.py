@@ -28,7 +28,7 @@ from starlette.applications import Starlette
 
 from pushline.errors import StackError
 from pushline.ops import configure_json_logging
-from pushline.processes import free_port
+from pushline.processes import free_port, stop_process
 from receipts._api import ApiLimits, create_app, receipts_metrics
 from receipts._config import ReceiptsApiConfig
 from receipts._sink import KafkaReceiptSink
@@ -162,14 +162,7 @@ class ReceiptsApiProcess:
 
     def close(self, timeout: float = 30.0) -> int | None:
         """SIGTERM, wait for the clean exit (killing it after ``timeout``); returns the exit code."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout)
-        return self.process.returncode
+        return stop_process(self.process, timeout)
 
     def __enter__(self) -> ReceiptsApiProcess:
         return self

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from pushline.bench._workload import APP_ID
 from pushline.config import KafkaConfig, SchemaRegistryConfig, TopicsConfig
 from pushline.emulators._control import EmulatorControl
 from pushline.errors import StackError
-from pushline.processes import die_with_parent, free_port
+from pushline.processes import die_with_parent, free_port, stop_processes
 from pushline.topics import ensure_topics
 from schemas import NotificationRequest
 
@@ -198,16 +197,7 @@ class DispatcherFleet:
 
     def stop(self, timeout: float = 40.0) -> list[int | None]:
         """SIGTERM (drain, commit, leave the group), then SIGKILL whatever is left."""
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for proc in self.procs:
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        codes = stop_processes(self.procs, timeout)
         for handle in self._files:
             handle.close()
-        return [p.returncode for p in self.procs]
+        return codes

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -49,7 +48,7 @@ from producers import PRODUCER_SETTINGS
 from pushline.bench._stats import cpu_seconds, interpolate, machine_info
 from pushline.config import KafkaConfig, SchemaRegistryConfig, TopicsConfig
 from pushline.errors import StackError, ValidationError
-from pushline.processes import die_with_parent
+from pushline.processes import die_with_parent, stop_process
 from pushline.stack import stack_from_env_or_spawn
 from pushline.topics import ensure_topics
 from schemas import (
@@ -234,13 +233,7 @@ def _reconciler_process(env: Mapping[str, str], logdir: Path) -> Iterator[subpro
         try:
             yield proc
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)  # commit and leave the group
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
+            stop_process(proc, 20)  # commit and leave the group
 
 
 def _check_alive(proc: subprocess.Popen[bytes], logdir: Path) -> None:

@@ -23,7 +23,7 @@ from pushline.emulators._tls import (
 from pushline.emulators.apns import ApnsConfig, ApnsKey
 from pushline.emulators.fcm import FcmConfig, FcmServiceAccount
 from pushline.errors import StackError
-from pushline.processes import die_with_parent, free_port
+from pushline.processes import die_with_parent, free_port, stop_process
 
 __all__ = ["EmulatorProcess", "ProviderEmulators"]
 
@@ -76,14 +76,8 @@ class EmulatorProcess:
 
     def stop(self, timeout: float = 5.0) -> None:
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
+        if proc is not None:
+            stop_process(proc, timeout)
 
 
 class ProviderEmulators:
