@@ -19,7 +19,7 @@ from dispatcher._transport import (
     TransportResponse,
 )
 from schemas import NotificationRequest, Platform
-from schemas.payloads import fcm_message
+from schemas.payloads import fcm_request_body
 
 __all__ = ["FcmClient", "FcmError", "parse_fcm_error"]
 
@@ -86,7 +86,7 @@ class FcmClient:
         self, req: NotificationRequest, *, extra_custom: Mapping[str, str] = _NO_CUSTOM
     ) -> SendResult:
         started = time.perf_counter()
-        body = self._body(req, extra_custom)
+        body = fcm_request_body(req, extra_custom)
         result = await self._attempt(req, body, started)
         if result.action is Action.REFRESH_AUTH:
             # 401 UNAUTHENTICATED: the access token expired or was revoked early. Fetch a new one
@@ -109,7 +109,7 @@ class FcmClient:
         if self._try_start is None or access_token is None:
             return False
         started = time.perf_counter()
-        body = self._body(req, extra_custom)
+        body = fcm_request_body(req, extra_custom)
 
         def done(answer: TransportResponse | TransportError) -> None:
             if isinstance(answer, TransportError):
@@ -123,12 +123,6 @@ class FcmClient:
         return self._try_start(
             "POST", self._url, self._headers(access_token), body, self._timeout, done
         )
-
-    @staticmethod
-    def _body(req: NotificationRequest, extra_custom: Mapping[str, str]) -> bytes:
-        return json.dumps(
-            {"message": fcm_message(req, extra_custom)}, separators=(",", ":"), ensure_ascii=False
-        ).encode("utf-8")
 
     @staticmethod
     def _headers(access_token: str) -> list[tuple[str, str]]:

@@ -37,6 +37,7 @@ __all__ = [
     "apns_payload",
     "fcm_message",
     "fcm_payload_size",
+    "fcm_request_body",
     "fcm_ttl_seconds",
     "max_payload_bytes",
     "payload_fits",
@@ -218,6 +219,17 @@ def fcm_message(
         android["notification"] = shown
     msg["android"] = android
     return msg
+
+
+def fcm_request_body(
+    req: NotificationRequest,
+    extra_custom: Mapping[str, str] = _NO_CUSTOM,
+    *,
+    now: datetime | None = None,
+) -> bytes:
+    """The FCM HTTP v1 request body: ``{"message": ...}`` (:func:`fcm_message`) as compact UTF-8
+    JSON, the encoding :func:`fcm_payload_size` measures."""
+    return _dumps({"message": fcm_message(req, extra_custom, now=now)})
 
 
 def fcm_payload_size(message: Mapping[str, Any]) -> int:

@@ -3,7 +3,6 @@ the baselines (other clients, the emulator's ceiling) with byte-identical reques
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 from collections.abc import Mapping, Sequence
@@ -23,7 +22,7 @@ from pushline.bench._fcm_baselines import FcmTarget, fcm_h2_request, run_httpx_f
 from pushline.bench._model import BenchOptions, Say
 from pushline.errors import ConfigError
 from schemas import NotificationRequest, Platform
-from schemas.payloads import RECEIPT_TOKEN_KEY, apns_payload, fcm_message
+from schemas.payloads import RECEIPT_TOKEN_KEY, apns_payload, fcm_request_body
 from schemas.receipt_token import ReceiptTokenConfig
 
 __all__ = ["APP_ID", "Baselines", "emulator_endpoint", "make_requests", "run_baselines"]
@@ -89,11 +88,7 @@ def _apns_pushes(requests: Sequence[NotificationRequest], env: Mapping[str, str]
 def _fcm_bodies(requests: Sequence[NotificationRequest], env: Mapping[str, str]) -> list[bytes]:
     """The request bodies the dispatcher's FcmClient sends, encoded the way it encodes them."""
     return [
-        json.dumps(
-            {"message": fcm_message(r, {RECEIPT_TOKEN_KEY: token})},
-            separators=(",", ":"),
-            ensure_ascii=False,
-        ).encode("utf-8")
+        fcm_request_body(r, {RECEIPT_TOKEN_KEY: token})
         for r, token in zip(requests, _receipt_tokens(requests, env), strict=True)
     ]
 

@@ -23,6 +23,7 @@ from schemas.payloads import (
     apns_payload,
     fcm_message,
     fcm_payload_size,
+    fcm_request_body,
     fcm_ttl_seconds,
     max_payload_bytes,
     payload_fits,
@@ -158,6 +159,21 @@ def test_custom_data_never_replaces_aps_and_extra_custom_wins_over_custom_data()
 
 
 # --- FCM --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "custom", [{}, {"order": "42", "é": '\u2028"\\ 🎉'}, {"k": "\x00"}], ids=["none", "text", "ctl"]
+)
+def test_fcm_request_body_is_the_compact_json_of_the_message(custom: dict[str, str]) -> None:
+    for req in (
+        make(Platform.FCM, custom=custom, title="T", body="ü"),
+        make(Platform.FCM, custom=custom),
+    ):
+        extra = {RECEIPT_TOKEN_KEY: "abc_DEF-1"}
+        expected = json.dumps(
+            {"message": fcm_message(req, extra, now=NOW)}, separators=(",", ":"), ensure_ascii=False
+        ).encode("utf-8")
+        assert fcm_request_body(req, extra, now=NOW) == expected
 
 
 def test_fcm_message_shape() -> None:
