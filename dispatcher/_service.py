@@ -8,19 +8,17 @@ seconds; the exit code is 0 then, 1 if the broker refused an event.
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
-import os
 import time
-from collections.abc import Coroutine, Mapping
-from typing import Any
+from collections.abc import Mapping
 
 from dispatcher._apps import AppRegistry
 from dispatcher._config import DispatcherConfig
 from dispatcher._loop import Dispatcher
 from dispatcher._providers import ProviderClients
 from pushline.config import KafkaConfig, SchemaRegistryConfig, TopicsConfig
+from pushline.event_loop import event_loop_from_env, run_event_loop
 from pushline.ops import OpsConfig, configure_json_logging, dispatcher_metrics
 from schemas import NotificationRequest
 from schemas.receipt_token import ReceiptTokenConfig
@@ -39,6 +37,7 @@ def run_dispatcher_service(env: Mapping[str, str]) -> int:
     config = DispatcherConfig.from_env(env)
     apps = AppRegistry.from_env(env)
     receipts = ReceiptTokenConfig.from_env(env)
+    event_loop = event_loop_from_env(env)
     signer = receipts.signer()
     ttl_s = int(receipts.ttl_seconds)
 
@@ -70,7 +69,7 @@ def run_dispatcher_service(env: Mapping[str, str]) -> int:
             await clients.aclose()
 
     _tune_gc()
-    _run_event_loop(main())
+    run_event_loop(main(), event_loop)
     return 0
 
 
@@ -87,20 +86,3 @@ def _tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(100_000, 50, 50)
-
-
-def _run_event_loop(coro: Coroutine[Any, Any, None]) -> None:
-    """Run ``coro`` on uvloop where it is installed, else on the standard event loop.
-
-    uvloop, not asyncio's pure-Python loop: the dispatcher's profile is dominated by event-loop
-    machinery (handles, futures, the SSL transport); ``PUSHLINE_EVENT_LOOP=asyncio`` opts out.
-    """
-    if os.environ.get("PUSHLINE_EVENT_LOOP", "uvloop") == "uvloop":
-        try:
-            import uvloop  # noqa: PLC0415 - optional speed-up
-        except ImportError:
-            pass
-        else:
-            uvloop.run(coro)
-            return
-    asyncio.run(coro)
