@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, Producer
@@ -326,3 +328,36 @@ class EventWriter:
 
     def flush(self) -> None:
         assert self._producer.flush(30) == 0
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """One integration test's pipeline: the stack's Kafka and registry, fresh topics, the
+    emulators' environment, and a reader of the outcomes topic (what most dispatcher tests take)."""
+
+    kafka: KafkaConfig
+    registry: SchemaRegistryConfig
+    topics: TopicsConfig
+    env: Mapping[str, str]
+    outcomes: TopicReader
+
+    def dispatcher(
+        self, metrics: DispatcherMetrics | None = None, **config: Any
+    ) -> AbstractContextManager[RunningDispatcher]:
+        """A dispatcher on these topics until the block ends (``config``: DispatcherConfig
+        fields, over the tests' defaults)."""
+        return running_dispatcher(
+            self.kafka, self.registry, self.topics, self.env, metrics, **config
+        )
+
+    def send(self, requests: list[NotificationRequest]) -> set[str]:
+        """Produce ``requests`` to the requests topic; their notification ids."""
+        return send_all(self.kafka, self.registry, self.topics, requests)
+
+    def control(self, which: str) -> EmulatorControl:
+        """The ``APNS`` or ``FCM`` emulator's control API."""
+        return control(self.env, which)
+
+    def with_env(self, **overrides: str) -> Pipeline:
+        """The same pipeline, its dispatchers and controls seeing ``overrides`` in the env."""
+        return dataclasses.replace(self, env={**self.env, **overrides})
