@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 import uuid
@@ -128,7 +127,7 @@ class ApnsClient:
             # key problem no retry fixes.
             result = await self._attempt(req, url, body, self.signer.refresh(bearer), started)
             if result.action is Action.REFRESH_AUTH:
-                result = _replace_action(result, Action.CONFIG_ALERT)
+                result = result._replace(action=Action.CONFIG_ALERT)
         return result
 
     def try_send(
@@ -216,7 +215,3 @@ def _result(req: NotificationRequest, response: TransportResponse, started: floa
         collapse_id=req.collapse_id,
         error=error,
     )
-
-
-def _replace_action(result: SendResult, action: Action) -> SendResult:
-    return dataclasses.replace(result, action=action)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -93,7 +92,7 @@ class FcmClient:
             # and retry once; a second refusal is a credentials problem.
             result = await self._attempt(req, body, started)
             if result.action is Action.REFRESH_AUTH:
-                result = dataclasses.replace(result, action=Action.CONFIG_ALERT)
+                result = result._replace(action=Action.CONFIG_ALERT)
         return result
 
     def try_send(

@@ -13,7 +13,7 @@ import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 import h2.exceptions
@@ -49,8 +49,9 @@ class TransportError(PushlineError):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
-class TransportResponse:
+class TransportResponse(NamedTuple):
+    """One HTTP response (a NamedTuple, like :class:`~dispatcher.SendResult`: one per send)."""
+
     status: int
     headers: Sequence[tuple[str, str]] = ()
     """Lower-case names, in order."""
