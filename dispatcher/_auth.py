@@ -70,38 +70,50 @@ class ApnsTokenSigner:
         self._clock = clock
         self._monotonic = monotonic
         self._lock = threading.Lock()
-        self._token: str | None = None
-        self._minted_at = 0.0
+        # (token, monotonic time it was minted), replaced whole: token() reads it without the lock
+        self._current: tuple[str, float] | None = None
         self._forced_at: float | None = None
         self.mints = 0
         """How many tokens this signer has minted (for tests and metrics)."""
 
     def _mint(self) -> str:
-        self._token = jwt.encode(
+        token = jwt.encode(
             {"iss": self._team_id, "iat": int(self._clock())},
             self._key,
             algorithm="ES256",
             headers={"kid": self._key_id},
         )
-        self._minted_at = self._monotonic()
+        self._current = (token, self._monotonic())
         self.mints += 1
-        return self._token
+        return token
+
+    def _fresh(self) -> str | None:
+        current = self._current
+        if current is not None and self._monotonic() - current[1] < self._max_age:
+            return current[0]
+        return None
 
     def token(self) -> str:
         """The current provider token, minted if there is none or it is ``max_age`` old."""
-        with self._lock:
-            if self._token is None or self._monotonic() - self._minted_at >= self._max_age:
-                return self._mint()
-            return self._token
+        # The usual case without the lock (it is asked for every send): one read of a pair that
+        # _mint replaces whole.
+        fresh = self._fresh()
+        if fresh is not None:
+            return fresh
+        with self._lock:  # one thread mints; the others then find its token
+            return self._fresh() or self._mint()
 
     def refresh(self, rejected: str) -> str:
         """A token to retry with after APNs refused ``rejected`` as ExpiredProviderToken."""
         with self._lock:
             now = self._monotonic()
-            if self._token != rejected:
-                return self._token or self._mint()  # someone already replaced it
+            current = self._current
+            if current is None:
+                return self._mint()
+            if current[0] != rejected:
+                return current[0]  # someone already replaced it
             if self._forced_at is not None and now - self._forced_at < _FORCED_REFRESH_GAP:
-                return self._token  # a clock this wrong needs an operator, not a minting loop
+                return current[0]  # a clock this wrong needs an operator, not a minting loop
             self._forced_at = now
             return self._mint()
 

@@ -294,6 +294,7 @@ def test_apns_token_signer_reuses_within_max_age(
     # a refused current token is replaced, but at most once a minute
     third = signer.refresh(second)
     assert signer.mints == 3
+    assert signer.token() == third  # later sends use the replacement, not the refused one
     assert signer.refresh(third) == third and signer.mints == 3
     now[0] += 61
     signer.refresh(third)
