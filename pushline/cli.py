@@ -188,6 +188,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         baselines=args.baselines,
         scaling=args.scaling,
         pin=args.pin,
+        broker_hop=args.broker_hop,
     )
     # Progress goes to stderr, so stdout is only the table or the JSON object.
     result = run_dispatcher_bench(options, say=lambda line: print(line, file=sys.stderr))
@@ -382,6 +383,12 @@ def _build_parser() -> argparse.ArgumentParser:
         help="each dispatcher process on a CPU of its own (the highest-numbered), everything else "
         "on the rest; the baselines on the first dispatcher's CPU (Linux; needs --processes + 1 "
         "CPUs)",
+    )
+    bench_dispatcher.add_argument(
+        "--broker-hop",
+        action="store_true",
+        help="with --rate: also time the broker hop (Kafka timestamp -> a consumer of the bench's "
+        "own, in its own process; it adds that consumer's load to the machine)",
     )
     bench_dispatcher.add_argument("--json", action="store_true", help="print a JSON object")
     bench_dispatcher.set_defaults(func=_cmd_bench)

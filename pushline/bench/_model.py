@@ -54,6 +54,9 @@ class BenchOptions:
     """Capacity with one process first, then with ``processes``, on fresh topics of the same stack."""
     pin: bool = False
     """Each dispatcher process on a CPU of its own, everything else on the other CPUs (``_pinning``)."""
+    broker_hop: bool = False
+    """Paced mode: also time the broker hop with a consumer of the bench's own (``_hop_probe``), in
+    a process of its own; off by default, as it adds a consumer's load to the machine."""
 
     def validate(self, cpus: Collection[int] | None = None) -> None:
         """Raises ValidationError for the first option that cannot work. ``cpus``: the usable
@@ -80,6 +83,8 @@ class BenchOptions:
                     f"{self.notifications / self.rate:.0f}s, not less than --timeout "
                     f"({self.timeout_s:g}s)",
                 )
+        if self.broker_hop and self.rate is None:
+            raise ValidationError("--broker-hop", "is part of paced mode: use it with --rate")
         if self.scaling:
             if self.processes < 2:
                 raise ValidationError(
@@ -129,6 +134,12 @@ class PacedFigures:
     (producer linger, broker, consumer, the dispatcher's queue)."""
     warmup_notifications: int
     """Sent and answered before the measured ones; in no figure."""
+    broker_hop_p50_ms: float | None = None
+    broker_hop_p99_ms: float | None = None
+    """Kafka timestamp of a measured request -> a bench consumer has it: the producer's linger and
+    the broker, without a dispatcher (``_paced.BrokerHopProbe``); None unless ``--broker-hop``."""
+    broker_hops: int | None = None
+    """How many measured requests the probe saw; None unless ``--broker-hop``."""
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,12 @@ How it measures:
    provider's answer and the outcome, and slightly over-states them. Both ends have millisecond
    resolution (Avro ``timestamp-millis``, Kafka timestamps): each value is +/- 1 ms.
 4. **Provider latency** is ``DispatchOutcome.latency_ms``, as in capacity mode.
+   **Broker hop** (``--broker-hop``): a consumer of the bench's own, in a process of its own
+   (:mod:`~pushline.bench._hop_probe`: every partition of the requests topic assigned, no group
+   join, the dispatchers' ``fetch.wait.max.ms``), takes each measured request as a dispatcher would;
+   the hop is when it had it minus the request's Kafka timestamp (stamped in ``produce()``). It is
+   the part of "before the send" that is the producer's linger and the broker, with no dispatcher in
+   it, measured in the same run on the same machine.
 5. **Achieved rate and CPU**: the delivered rate is N / (last - first terminal outcome), as in
    capacity mode (R when the pipeline keeps up, its capacity when it does not). CPU µs per
    notification = the dispatchers' CPU time from the first measured request's ``requested_at`` to
@@ -33,10 +39,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
+import subprocess
+import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -46,14 +55,62 @@ from pushline.bench._model import DispatcherRun, PacedFigures
 from pushline.bench._outcomes import OutcomeReader, decode_outcomes, dispatcher_run
 from pushline.bench._stats import percentile
 from pushline.bench._workload import make_requests
+from pushline.config import TopicsConfig
 from pushline.errors import StackError
+from pushline.processes import die_with_parent, stop_process
 from schemas import NotificationRequest
 
-__all__ = ["PacedProducer", "run_paced"]
+__all__ = ["BrokerHopProbe", "PacedProducer", "run_paced"]
+
+PROBE_GRACE_S = 0.5
+"""How long the broker-hop probe may go on reading after the last outcome arrived."""
 
 START_DELAY_S = 0.1
 """The first measured send waits this long after the producer thread starts, so the outcome reader
 has taken its first CPU sample before the window opens."""
+
+
+class BrokerHopProbe:
+    """The :mod:`~pushline.bench._hop_probe` process: started before the measured requests are
+    produced, stopped once it saw them all (or after a grace period), its hops then in
+    ``hops_ms``."""
+
+    def __init__(self, env: Mapping[str, str], topics: TopicsConfig, since_ms: float) -> None:
+        self._process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pushline.bench._hop_probe",
+                topics.requests,
+                str(topics.partitions),
+                repr(since_ms),
+            ],
+            env=dict(env),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - only sets the parent-death signal
+        )
+        self.hops_ms: list[float] = []
+
+    def wait_ready(self) -> None:
+        """Until the probe reads (it prints ``ready`` after its first message, a warm-up one)."""
+        assert self._process.stdout is not None
+        if self._process.stdout.readline() != b"ready\n":
+            self.stop()  # raises with the probe's error
+            raise StackError("the broker-hop probe stopped before it was ready")
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Close its stdin (it then stops reading and prints its hops) and collect them."""
+        try:
+            out, err = self._process.communicate(b"", timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            stop_process(self._process, 2.0)
+            raise StackError("the broker-hop probe did not stop") from None
+        if self._process.returncode != 0:
+            tail = err.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            raise StackError(f"the broker-hop probe failed: {tail[0]}")
+        self.hops_ms = json.loads(out)["hops_ms"]
 
 
 class PacedProducer(threading.Thread):
@@ -143,10 +200,22 @@ def run_paced(ctx: BenchContext, processes: int) -> DispatcherRun:
                 fleet.check_alive()
                 producer.check()
 
+            probe = None
+            if options.broker_hop:
+                probe = BrokerHopProbe(ctx.env, topics, time.time() * 1000)
+                probe.wait_ready()
             producer.start()
-            collected = reader.collect(
-                {r.notification_id.encode() for r in measured}, deadline, check=check, cpu=fleet.cpu
-            )
+            try:
+                collected = reader.collect(
+                    {r.notification_id.encode() for r in measured},
+                    deadline,
+                    check=check,
+                    cpu=fleet.cpu,
+                )
+            finally:
+                if probe is not None:
+                    time.sleep(PROBE_GRACE_S)  # it reads beside the dispatchers: let it catch up
+                    probe.stop()
             producer.join(max(1.0, deadline - time.monotonic()))
             producer.check()
         finally:
@@ -173,6 +242,9 @@ def run_paced(ctx: BenchContext, processes: int) -> DispatcherRun:
         before_send_p50_ms=percentile(before_send_ms, 0.50),
         before_send_p99_ms=percentile(before_send_ms, 0.99),
         warmup_notifications=len(warmup),
+        broker_hop_p50_ms=None if probe is None else percentile(probe.hops_ms, 0.50),
+        broker_hop_p99_ms=None if probe is None else percentile(probe.hops_ms, 0.99),
+        broker_hops=None if probe is None else len(probe.hops_ms),
     )
     return dispatcher_run(
         notifications=len(measured),

@@ -89,7 +89,7 @@ def _dispatcher_rows(result: BenchResult) -> list[dict[str, Any]]:
     pushline = _pushline(options)
     if run.paced is not None:
         paced = f"{pushline} paced at {run.paced.rate:,.0f}/s"
-        return [
+        rows = [
             _row(
                 f"{paced} ({_processes(run.processes)}, total): added latency",
                 run.total_per_s,
@@ -106,6 +106,17 @@ def _dispatcher_rows(result: BenchResult) -> list[dict[str, Any]]:
             ),
             _row(f"{paced}: provider latency", None, None, run.latency_p50_ms, run.latency_p99_ms),
         ]
+        if run.paced.broker_hops is not None:
+            rows.append(
+                _row(
+                    f"{paced}: broker hop (a bench consumer)",
+                    None,
+                    None,
+                    run.paced.broker_hop_p50_ms,
+                    run.paced.broker_hop_p99_ms,
+                )
+            )
+        return rows
     rows = []
     if result.scaling is not None:
         single = result.scaling.single_process
@@ -167,6 +178,14 @@ def _paced_json(run: DispatcherRun, paced: PacedFigures) -> dict[str, Any]:
             "definition": "sent_at - requested_at (producer, broker, consumer, dispatcher queue)",
             "p50": paced.before_send_p50_ms,
             "p99": paced.before_send_p99_ms,
+        },
+        "broker_hop_ms": None
+        if paced.broker_hops is None
+        else {
+            "definition": "a bench consumer has the request - its Kafka timestamp (no dispatcher)",
+            "p50": paced.broker_hop_p50_ms,
+            "p99": paced.broker_hop_p99_ms,
+            "requests": paced.broker_hops,
         },
         "provider_latency_ms": {
             "p50": run.latency_p50_ms,

@@ -170,7 +170,9 @@ def test_paced_bench_reports_added_latency_and_every_notification_is_accounted_f
 ) -> None:
     env = bench_env
 
-    done = _bench(env, "--notifications", "300", "--rate", "200", "--no-baselines", "--json")
+    done = _bench(
+        env, "--notifications", "300", "--rate", "200", "--no-baselines", "--broker-hop", "--json"
+    )
 
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
@@ -199,10 +201,14 @@ def test_paced_bench_reports_added_latency_and_every_notification_is_accounted_f
     # --no-baselines: only the dispatcher's rows.
     assert report["baselines"] == {}
     assert report["ceiling"] is None
-    assert [row["name"].split(" ")[0] for row in report["rows"]] == ["pushline"] * 3
+    assert [row["name"].split(" ")[0] for row in report["rows"]] == ["pushline"] * 4
     before = paced["before_send_ms"]
     # the part before the provider request is part of the added latency
     assert 0 <= before["p50"] <= before["p99"] <= added["max"], (before, added)
+    # the probe saw every measured request (and no warm-up one) on its own consumer
+    hop = paced["broker_hop_ms"]
+    assert hop["requests"] == 300, hop
+    assert 0 <= hop["p50"] <= hop["p99"], hop
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="CPU time is read from /proc")

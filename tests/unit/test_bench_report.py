@@ -93,7 +93,54 @@ def test_without_baselines_only_the_dispatcher_rows_remain() -> None:
     assert len(report["rows"]) == 1
 
 
-def test_paced_rows_are_added_latency_its_part_before_the_send_and_provider_latency() -> None:
+def test_paced_rows_are_added_latency_its_part_before_the_send_the_broker_hop_and_provider_latency() -> (
+    None
+):
+    paced = PacedFigures(
+        rate=1500.0,
+        produced_per_s=1499.0,
+        producer_behind_max_ms=2.5,
+        added_p50_ms=9.0,
+        added_p99_ms=21.0,
+        added_max_ms=30.0,
+        before_send_p50_ms=4.0,
+        before_send_p99_ms=11.0,
+        warmup_notifications=48,
+        broker_hop_p50_ms=3.0,
+        broker_hop_p99_ms=7.5,
+        broker_hops=300,
+    )
+    result = _result(
+        BenchOptions(rate=1500.0), _run(total_per_s=1490.0, paced=paced), baselines={}, ceiling=None
+    )
+    table = format_table(result)
+    assert _row_names(table) == [
+        "pushline paced at 1,500/s (1 process, total): added latency",
+        "pushline paced at 1,500/s: before the send",
+        "pushline paced at 1,500/s: provider latency",
+        "pushline paced at 1,500/s: broker hop (a bench consumer)",
+    ]
+    assert table.splitlines()[2].split()[-2:] == ["4.00", "11.00"]
+    assert table.splitlines()[4].split()[-2:] == ["3.00", "7.50"]
+    added_row = table.splitlines()[1].split()
+    assert added_row[-4:] == ["1,490", "120.0", "9.00", "21.00"]
+    assert "p50 9 ms, p99 21 ms, max 30 ms" in table
+    report = to_json(result)
+    assert report["mode"] == "paced"
+    added = report["paced"]["added_latency_ms"]
+    assert (added["p50"], added["p99"], added["max"]) == (9.0, 21.0, 30.0)
+    assert "requested_at" in added["definition"]
+    assert report["paced"]["provider_latency_ms"] == {"p50": 80.0, "p99": 150.0, "max": 170.0}
+    before = report["paced"]["before_send_ms"]
+    assert (before["p50"], before["p99"]) == (4.0, 11.0)
+    hop = report["paced"]["broker_hop_ms"]
+    assert (hop["p50"], hop["p99"], hop["requests"]) == (3.0, 7.5, 300)
+    assert "Kafka timestamp" in hop["definition"]
+    assert report["paced"]["delivered_per_s"] == 1490.0
+    assert report["paced"]["produced_per_s"] == 1499.0
+
+
+def test_without_the_broker_hop_probe_there_is_no_hop_row() -> None:
     paced = PacedFigures(
         rate=1500.0,
         produced_per_s=1499.0,
@@ -108,26 +155,8 @@ def test_paced_rows_are_added_latency_its_part_before_the_send_and_provider_late
     result = _result(
         BenchOptions(rate=1500.0), _run(total_per_s=1490.0, paced=paced), baselines={}, ceiling=None
     )
-    table = format_table(result)
-    assert _row_names(table) == [
-        "pushline paced at 1,500/s (1 process, total): added latency",
-        "pushline paced at 1,500/s: before the send",
-        "pushline paced at 1,500/s: provider latency",
-    ]
-    assert table.splitlines()[2].split()[-2:] == ["4.00", "11.00"]
-    added_row = table.splitlines()[1].split()
-    assert added_row[-4:] == ["1,490", "120.0", "9.00", "21.00"]
-    assert "p50 9 ms, p99 21 ms, max 30 ms" in table
-    report = to_json(result)
-    assert report["mode"] == "paced"
-    added = report["paced"]["added_latency_ms"]
-    assert (added["p50"], added["p99"], added["max"]) == (9.0, 21.0, 30.0)
-    assert "requested_at" in added["definition"]
-    assert report["paced"]["provider_latency_ms"] == {"p50": 80.0, "p99": 150.0, "max": 170.0}
-    before = report["paced"]["before_send_ms"]
-    assert (before["p50"], before["p99"]) == (4.0, 11.0)
-    assert report["paced"]["delivered_per_s"] == 1490.0
-    assert report["paced"]["produced_per_s"] == 1499.0
+    assert not [name for name in _row_names(format_table(result)) if "broker hop" in name]
+    assert to_json(result)["paced"]["broker_hop_ms"] is None
 
 
 def test_scaling_prints_the_ratio_only_when_one_process_was_measured_in_the_same_run() -> None:

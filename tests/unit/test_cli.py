@@ -92,6 +92,7 @@ _UNREACHABLE_STACK = {
         (("--scaling", "--processes", "1"), "--scaling"),
         (("--scaling", "--processes", "2", "--rate", "500"), "--scaling"),
         (("--provider", "gcm"), "--provider"),
+        (("--broker-hop",), "--broker-hop"),  # paced mode only
         # one process per usable CPU leaves none for the broker, emulator and bench
         (("--pin", "--processes", str(max(1, len(os.sched_getaffinity(0))))), "--pin"),
     ],
