@@ -93,9 +93,8 @@ def test_without_baselines_only_the_dispatcher_rows_remain() -> None:
     assert len(report["rows"]) == 1
 
 
-def test_paced_rows_are_added_latency_its_part_before_the_send_the_broker_hop_and_provider_latency() -> (
-    None
-):
+def _paced_result(**hop: Any) -> BenchResult:
+    """A paced run at 1,500/s; ``hop``: the broker-hop figures, when the probe ran."""
     paced = PacedFigures(
         rate=1500.0,
         produced_per_s=1499.0,
@@ -106,13 +105,15 @@ def test_paced_rows_are_added_latency_its_part_before_the_send_the_broker_hop_an
         before_send_p50_ms=4.0,
         before_send_p99_ms=11.0,
         warmup_notifications=48,
-        broker_hop_p50_ms=3.0,
-        broker_hop_p99_ms=7.5,
-        broker_hops=300,
+        **hop,
     )
-    result = _result(
+    return _result(
         BenchOptions(rate=1500.0), _run(total_per_s=1490.0, paced=paced), baselines={}, ceiling=None
     )
+
+
+def test_paced_rows_are_added_latency_before_the_send_provider_latency_and_broker_hop() -> None:
+    result = _paced_result(broker_hop_p50_ms=3.0, broker_hop_p99_ms=7.5, broker_hops=300)
     table = format_table(result)
     assert _row_names(table) == [
         "pushline paced at 1,500/s (1 process, total): added latency",
@@ -141,20 +142,7 @@ def test_paced_rows_are_added_latency_its_part_before_the_send_the_broker_hop_an
 
 
 def test_without_the_broker_hop_probe_there_is_no_hop_row() -> None:
-    paced = PacedFigures(
-        rate=1500.0,
-        produced_per_s=1499.0,
-        producer_behind_max_ms=2.5,
-        added_p50_ms=9.0,
-        added_p99_ms=21.0,
-        added_max_ms=30.0,
-        before_send_p50_ms=4.0,
-        before_send_p99_ms=11.0,
-        warmup_notifications=48,
-    )
-    result = _result(
-        BenchOptions(rate=1500.0), _run(total_per_s=1490.0, paced=paced), baselines={}, ceiling=None
-    )
+    result = _paced_result()
     assert not [name for name in _row_names(format_table(result)) if "broker hop" in name]
     assert to_json(result)["paced"]["broker_hop_ms"] is None
 
