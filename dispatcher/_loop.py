@@ -95,8 +95,10 @@ class StartingSender(ProviderSender, Protocol):
 
 
 _Attempt = tuple[SendResult, int, datetime]
-_SendLabels = tuple[str, Platform, OutcomeState, str | None]
 """A send already made for a notification: its result, attempt number and time."""
+
+_SendLabels = tuple[str, Platform, OutcomeState, str | None]
+"""The ``pushline_sends_total`` series of an outcome: app, platform, state, reason."""
 
 
 class _Work:
