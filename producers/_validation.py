@@ -155,6 +155,13 @@ def _utf8(field: str, value: str) -> bytes:
         raise ValidationError(field, f"is not valid Unicode text ({exc.reason})") from exc
 
 
+def _check_utf8(field: str, value: str) -> None:
+    """:func:`_utf8`'s check without the bytes. ASCII text always encodes: the dispatcher checks
+    every request, most of them ASCII, so that case skips the encoding."""
+    if not value.isascii():
+        _utf8(field, value)
+
+
 def _check_identity(req: NotificationRequest) -> None:
     # Not uuid.UUID(): the same rule (canonical lower-case 8-4-4-4-12 hex), at a fraction of the
     # cost on the dispatcher's hot path.
@@ -218,11 +225,10 @@ def _check_delivery_options(req: NotificationRequest) -> None:
 
 def _check_content(req: NotificationRequest) -> None:
     c = req.content
-    # (ASCII text always encodes: the dispatcher checks every request, most of them ASCII)
     for name in ("title", "subtitle", "body", "sound", "category", "thread_id"):
         value: str | None = getattr(c, name)
-        if value is not None and not value.isascii():
-            _utf8(f"content.{name}", value)
+        if value is not None:
+            _check_utf8(f"content.{name}", value)
     if c.badge is not None and c.badge < 0:
         raise ValidationError("content.badge", f"must not be negative, got {c.badge}")
     if req.push_type == PushType.BACKGROUND:
@@ -237,9 +243,8 @@ def _check_content(req: NotificationRequest) -> None:
             )
     for key, value in c.custom_data.items():
         field = f"content.custom_data[{key!r}]"
-        if not (key.isascii() and value.isascii()):
-            _utf8(field, key)
-            _utf8(field, value)
+        _check_utf8(field, key)
+        _check_utf8(field, value)
         if key == RECEIPT_TOKEN_KEY:
             raise ValidationError(field, "is reserved for the receipt token the dispatcher adds")
         if req.platform == Platform.APNS and key == "aps":
@@ -256,7 +261,7 @@ def _check_content(req: NotificationRequest) -> None:
 def _check_fallback(fb: Fallback) -> None:
     if not fb.text.strip():
         raise ValidationError("fallback.text", "must not be empty")
-    _utf8("fallback.text", fb.text)
+    _check_utf8("fallback.text", fb.text)
     if fb.channel == FallbackChannel.SMS:
         if not _E164.fullmatch(fb.address):
             raise ValidationError(
@@ -277,7 +282,7 @@ def _check_fallback(fb: Fallback) -> None:
             "fallback.address", f"is not a plausible email address: {_preview(fb.address)}"
         )
     if fb.subject is not None:
-        _utf8("fallback.subject", fb.subject)
+        _check_utf8("fallback.subject", fb.subject)
         # A line break in a subject would let the text inject mail headers.
         if "\r" in fb.subject or "\n" in fb.subject:
             raise ValidationError("fallback.subject", "must be a single line")

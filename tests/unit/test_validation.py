@@ -297,10 +297,22 @@ def test_fcm_reserved_data_keys(key: str) -> None:
         ({"body": "broken \ud83d"}, "content.body"),
         ({"title": "\udc00"}, "content.title"),
         ({"custom_data": {"k": "\ud800"}}, "content.custom_data['k']"),
+        ({"custom_data": {"\ud800": "v"}}, "content.custom_data['\\ud800']"),
     ],
 )
 def test_text_must_be_encodable_as_utf8(fields: dict[str, Any], field: str) -> None:
     assert "Unicode" in refused(make(content=content(**fields)), field)
+
+
+@pytest.mark.parametrize(
+    ("fallback", "field"),
+    [
+        (lambda: sms(text="broken \ud83d"), "fallback.text"),
+        (lambda: email(subject="broken \udc00"), "fallback.subject"),
+    ],
+)
+def test_fallback_text_must_be_encodable_as_utf8(fallback: Any, field: str) -> None:
+    assert "Unicode" in refused(make(fallback=fallback()), field)
 
 
 # --- fallback ---------------------------------------------------------------------------------
