@@ -13,24 +13,22 @@ import dispatcher
 from pushline.config import KafkaConfig, SchemaRegistryConfig, TopicsConfig
 from pushline.stack import StackHandle, stack_from_env_or_spawn
 
-#: What setup.py compiles with mypyc.
-COMPILED_MODULES = ("dispatcher/_hpack.py", "schemas/_avro_prims.py", "schemas/_avro_generated.py")
-
 
 def _stale_compiled_modules() -> str | None:
     """The message to stop with when a module that setup.py compiles (mypyc) is newer than its
     build next to it: the interpreter imports the extension first, so the tests would run the old
-    code. (Files, not ``module.__file__``: mypyc reports made-up paths for grouped modules.)"""
+    code. Every extension of a package with a source beside it is checked, so this follows
+    setup.py's list by itself. (Files, not ``module.__file__``: mypyc reports made-up paths for
+    grouped modules.)"""
     root = Path(dispatcher.__file__ or "").parent.parent
-    for module in COMPILED_MODULES:
-        source = root / module
-        for compiled in source.parent.glob(f"{source.stem}.*.so"):
-            if source.stat().st_mtime > compiled.stat().st_mtime:
-                return (
-                    f"{source} changed after it was compiled ({compiled.name}): run `make test` "
-                    f"(it rebuilds), or `pip install -e .`, or delete {source.parent.name}/*.so "
-                    "to test plain Python"
-                )
+    for compiled in sorted(root.glob("*/*.so")):
+        source = compiled.with_name(compiled.name.split(".", 1)[0] + ".py")
+        if source.exists() and source.stat().st_mtime > compiled.stat().st_mtime:
+            return (
+                f"{source} changed after it was compiled ({compiled.name}): run `make test` "
+                f"(it rebuilds), or `pip install -e .`, or delete {source.parent.name}/*.so "
+                "to test plain Python"
+            )
     return None
 
 
