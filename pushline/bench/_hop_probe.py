@@ -21,7 +21,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, TIMESTAMP_NOT_AVAILABLE, Consumer, TopicPartition
 
@@ -32,6 +31,11 @@ __all__ = ["read_hops"]
 
 _READY_AFTER_S = 5.0
 """Ready after this long even without a message (a topic with nothing in it yet)."""
+_SESSION_TIMEOUT_MS = 6000  # unused without a group join; librdkafka wants one
+
+
+def _no_statistics(_: str) -> None:
+    """Statistics are off (interval 0); librdkafka's settings still name a callback."""
 
 
 def read_hops(
@@ -46,14 +50,15 @@ def read_hops(
     ``since_ms``, until ``stop`` is set. ``ready()`` once the first message (a warm-up one) has
     been read: the consumer's connections, offsets and fetches are then under way, so a measured
     request is not timed from the probe's own start-up."""
-    settings: dict[str, Any] = {
-        "group.id": f"pushline-bench-hop-probe-{os.getpid()}",  # required; assign() joins no group
-        "enable.auto.commit": False,
-        "enable.partition.eof": False,
-    }
-    if kafka.fetch_wait_max_ms is not None:
-        settings["fetch.wait.max.ms"] = kafka.fetch_wait_max_ms  # as the dispatchers fetch
-    consumer = Consumer(kafka.to_librdkafka(**settings))
+    # The dispatchers' consumer settings (fetch.wait.max.ms above all), without their statistics.
+    # The group id is required by librdkafka; assign() joins no group.
+    settings = kafka.to_consumer_librdkafka(
+        f"pushline-bench-hop-probe-{os.getpid()}",
+        _SESSION_TIMEOUT_MS,
+        _no_statistics,
+        **{"statistics.interval.ms": 0},
+    )
+    consumer = Consumer(settings)
     # From the start of each partition, not its end: the embedded broker's high watermarks are wrong
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
     hops: list[float] = []
