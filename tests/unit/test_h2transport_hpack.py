@@ -174,4 +174,9 @@ def test_hpack_decoder_errors(hp: ModuleType) -> None:
     with pytest.raises(hp.HpackError):
         hp.HpackDecoder().decode(b"\x04\x85\xff\xff\xff\xff\xff")  # EOS in a Huffman string
     with pytest.raises(hp.HpackError):
+        hp.decode_huffman(b"\xff")  # padding longer than 7 bits
+    with pytest.raises(hp.HpackError):
+        hp.decode_huffman(b"\x00\x00\x00")  # four '0' symbols, then padding that is not all ones
+    assert hp.decode_huffman(b"") == b""
+    with pytest.raises(hp.HpackError):
         hp.HpackDecoder().decode(b"\x04\x0aabc")  # string longer than the block
