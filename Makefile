@@ -7,7 +7,8 @@ STAMP  := $(VENV)/.installed
 .PHONY: demo test lint typecheck unit integration clean codegen
 
 # setup.py compiles these modules (mypyc): a change to one needs a new build.
-$(STAMP): pyproject.toml setup.py dispatcher/_hpack.py schemas/_avro_prims.py schemas/_avro_generated.py
+$(STAMP): pyproject.toml setup.py dispatcher/_hpack.py dispatcher/_h2transport.py dispatcher/_apns.py \
+          dispatcher/_loop.py pushline/consumer_service.py schemas/_avro_prims.py schemas/_avro_generated.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'

@@ -61,6 +61,9 @@ a strict ``h2``-library server in tests/h2server.py unless marked "emulator"):
 Not implemented (not needed by a push client): server push (disabled with SETTINGS_ENABLE_PUSH=0;
 a PUSH_PROMISE is a connection error), request trailers, priorities, the Extended CONNECT protocol.
 Request header names must already be lower case and free of connection-specific headers.
+
+Compiled by mypyc when installed (``setup.py``, with the rest of the send path): keep it typed and
+to what mypyc compiles, and never monkeypatch it; ``PUSHLINE_PURE_PYTHON=1`` runs the source.
 """
 
 from __future__ import annotations
@@ -937,8 +940,9 @@ class _Pool:
                         )
                 await conn.ready
                 return conn
-        except _ConnectionFailed as exc:
-            raise exc.error from None
+        # (one name per exception type: compiled, a name bound by ``except ... as`` has one type)
+        except _ConnectionFailed as failed:
+            raise failed.error from None
         except TimeoutError:
             if conn is not None:
                 conn.close()

@@ -14,6 +14,9 @@ shared with the fallback sender):
 
 An offset is committed only after every event it caused (outcome, retry, dead letter) was
 acknowledged by the broker, for it and for every earlier offset of its partition.
+
+Compiled by mypyc when installed (``setup.py``, with the rest of the send path): keep it typed and
+to what mypyc compiles, and never monkeypatch it; ``PUSHLINE_PURE_PYTHON=1`` runs the source.
 """
 
 from __future__ import annotations
@@ -24,9 +27,9 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from confluent_kafka import (
     Consumer,
@@ -44,6 +47,7 @@ from dispatcher._dedupe import (
     load_terminal_ids,
 )
 from dispatcher._results import Action, SendResult
+from dispatcher._senders import ProviderSender, StartingSender
 from producers import PRODUCER_SETTINGS
 from producers._validation import validate_request
 from pushline.acked_producer import AckedProducer, Headers
@@ -68,30 +72,12 @@ from schemas._convert import utc_now_millis
 from schemas._events import unchecked_dispatch_outcome
 from schemas.payloads import RECEIPT_TOKEN_KEY
 
-__all__ = ["HEADER_NOT_BEFORE", "Dispatcher", "ProviderSender"]
+__all__ = ["HEADER_NOT_BEFORE", "Dispatcher"]
 
 log = logging.getLogger("pushline.dispatcher")
 
 HEADER_NOT_BEFORE = "pushline.not_before_ms"
 DEDUPE_WINDOW_S = 7 * 86_400.0
-
-
-class ProviderSender(Protocol):
-    def send(
-        self, request: NotificationRequest, *, extra_custom: Mapping[str, str] = ...
-    ) -> Awaitable[SendResult]: ...
-
-
-@runtime_checkable
-class StartingSender(ProviderSender, Protocol):
-    """A sender that can also start a send without a coroutine (``ProviderClients``)."""
-
-    def try_send(
-        self,
-        request: NotificationRequest,
-        extra_custom: Mapping[str, str],
-        on_result: Callable[[SendResult], None],
-    ) -> bool: ...
 
 
 _Attempt = tuple[SendResult, int, datetime]
@@ -230,9 +216,10 @@ class Dispatcher(ConsumerService[_Work]):
                     self._consumer.seek(ktp)
                     self._resume_at[tp] = not_before / 1000
                     continue
-            with self._lock:
-                if tp not in self._assigned:
-                    continue
+            with self._lock:  # (no ``continue`` inside: compiled, that is not supported)
+                assigned = tp in self._assigned
+            if not assigned:
+                continue
             self._ledger.taken(topic, partition, offset)
             self._in_flight += 1
             batch.append(_Work(msg=msg, topic=topic, partition=partition, offset=offset))

@@ -29,6 +29,7 @@ from collections.abc import Coroutine, Sequence
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from confluent_kafka import Consumer, Message, TopicPartition
+from mypy_extensions import mypyc_attr
 from prometheus_client import CollectorRegistry
 
 from pushline.acked_producer import AckedProducer
@@ -49,6 +50,8 @@ class ConsumerServiceConfig(Protocol):
     def drain_timeout_s(self) -> float: ...
 
 
+# Compiled by mypyc (setup.py); the reconciler and fallback sender subclass these in plain Python.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class ServiceLifecycle:
     """Readiness, health and stop of a consuming service, shared by every Pushline consumer:
     ``ready`` once it has a partition assignment, ``healthy`` until a fatal error, ``stop`` asks
@@ -79,6 +82,7 @@ class ServiceLifecycle:
         self._stopping.set()
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class ConsumerService(ServiceLifecycle, ABC, Generic[W]):
     consume_batch: ClassVar[int] = 500
     """At most this many messages handed to the loop at once."""
