@@ -6,9 +6,11 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck unit integration clean codegen
 
-# setup.py compiles these modules (mypyc): a change to one needs a new build.
-$(STAMP): pyproject.toml setup.py dispatcher/_hpack.py dispatcher/_h2transport.py dispatcher/_apns.py \
-          dispatcher/_loop.py pushline/consumer_service.py schemas/_avro_prims.py schemas/_avro_generated.py
+# The modules setup.py compiles (mypyc), read from its list (the quoted paths): a change to one
+# needs a new build.
+COMPILED := $(shell grep -o '"[a-z0-9_/]*\.py"' setup.py | tr -d '"')
+
+$(STAMP): pyproject.toml setup.py $(COMPILED)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'

