@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import jwt
+import orjson
 
 from pushline.emulators._behaviour import (
     Behaviour,
@@ -211,6 +212,9 @@ class FcmEmulator:
         self._accounts = {a.client_email: a for a in self.config.accounts}
         self._access_tokens: dict[str, tuple[float, str]] = {}  # token -> (expires at, project)
         self._counter = 0
+        # The part after '%' in a message name: random per emulator, not per message. Drawn per
+        # message (os.urandom, a system call) it was 11% of the emulator's time under h2load.
+        self._name_suffix = secrets.token_hex(8)
 
     # --- control -------------------------------------------------------------------------------
 
@@ -333,7 +337,10 @@ class FcmEmulator:
         self._authorize(request, project)
 
         try:
-            document = json.loads(request.body)
+            # orjson, not json: 0.85 µs against 3.2 for a push (the emulator's ceiling must stay above
+            # the dispatcher: h2load measures it). It is strict as Google's parser is: NaN or a lone
+            # surrogate escape is INVALID_ARGUMENT.
+            document = orjson.loads(request.body)
         except ValueError as exc:
             raise _google_error(
                 400,
@@ -383,9 +390,9 @@ class FcmEmulator:
         if validate_only:
             return json_response(200, {"name": f"projects/{project}/messages/fake_message_id"})
         self._counter += 1
+        now_ms = int(time.time() * 1000)
         name = (
-            f"projects/{project}/messages/0:{int(time.time() * 1000)}{self._counter % 1000:03d}"
-            f"%{secrets.token_hex(8)}"
+            f"projects/{project}/messages/0:{now_ms}{self._counter % 1000:03d}%{self._name_suffix}"
         )
         self.behaviour.record(
             {
@@ -394,7 +401,7 @@ class FcmEmulator:
                 "id": name,
                 "project_id": project,
                 "connection": request.connection,
-                "received_at_ms": int(time.time() * 1000),
+                "received_at_ms": now_ms,
             }
         )
         return json_response(200, {"name": name})
@@ -508,9 +515,7 @@ class FcmEmulator:
             )
 
         untargeted = {k: v for k, v in message.items() if k not in ("token", "topic", "condition")}
-        size = len(
-            json.dumps(untargeted, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        )
+        size = len(orjson.dumps(untargeted))  # compact UTF-8, as json.dumps would write it
         limit = _MAX_TOPIC_PAYLOAD if target == "topic" else _MAX_PAYLOAD
         if size > limit:
             raise _invalid("message", "Message is too big", "Android message is too big")

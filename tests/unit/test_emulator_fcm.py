@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -155,6 +156,39 @@ def test_send_success_and_record(em: FcmEmulator, creds: FcmCredentials) -> None
     assert push["collapse_key"] == "news"
     assert push["ttl_seconds"] == 3600
     assert push["payload"] == message
+
+
+def test_message_names_look_like_googles_and_differ(em: FcmEmulator, creds: FcmCredentials) -> None:
+    token = access_token(em, creds)
+    names = [send(em, creds, bearer=token)[1]["name"] for _ in range(50)]
+    pattern = re.compile(rf"projects/{creds.project_id}/messages/0:[0-9]{{16}}%[0-9a-f]{{16}}")
+    assert all(pattern.fullmatch(name) for name in names), names[0]
+    assert len(set(names)) == 50
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"message": ',
+        b'{"message":{"token":"%s","data":{"k":"\\ud800"}}}' % DEVICE.encode(),  # lone surrogate
+        b'{"message":{"token":"%s","android":{"ttl":NaN}}}' % DEVICE.encode(),
+    ],
+)
+def test_a_body_that_is_not_json_is_invalid_argument(
+    em: FcmEmulator, creds: FcmCredentials, body: bytes
+) -> None:
+    token = access_token(em, creds)
+    r = call(
+        em,
+        f"/v1/projects/{creds.project_id}/messages:send",
+        body,
+        (("authorization", f"Bearer {token}"),),
+    )
+    assert r.status == 400
+    error = json.loads(r.body)["error"]
+    assert error["status"] == "INVALID_ARGUMENT"
+    assert error["message"].startswith("Invalid JSON payload received. ")
+    assert em.behaviour.pushes == []
 
 
 def test_validate_only_is_not_recorded(em: FcmEmulator, creds: FcmCredentials) -> None:
