@@ -1,7 +1,6 @@
 """The APNs provider-API client: one NotificationRequest in, one :class:`SendResult` out.
 
-Compiled by mypyc when installed (``setup.py``, with the rest of the send path): keep it typed and
-to what mypyc compiles, and never monkeypatch it; ``PUSHLINE_PURE_PYTHON=1`` runs the source.
+Compiled by mypyc when installed: ``setup.py`` says what that asks of it.
 """
 
 from __future__ import annotations

@@ -62,8 +62,7 @@ Not implemented (not needed by a push client): server push (disabled with SETTIN
 a PUSH_PROMISE is a connection error), request trailers, priorities, the Extended CONNECT protocol.
 Request header names must already be lower case and free of connection-specific headers.
 
-Compiled by mypyc when installed (``setup.py``, with the rest of the send path): keep it typed and
-to what mypyc compiles, and never monkeypatch it; ``PUSHLINE_PURE_PYTHON=1`` runs the source.
+Compiled by mypyc when installed: ``setup.py`` says what that asks of it.
 """
 
 from __future__ import annotations

@@ -15,8 +15,7 @@ shared with the fallback sender):
 An offset is committed only after every event it caused (outcome, retry, dead letter) was
 acknowledged by the broker, for it and for every earlier offset of its partition.
 
-Compiled by mypyc when installed (``setup.py``, with the rest of the send path): keep it typed and
-to what mypyc compiles, and never monkeypatch it; ``PUSHLINE_PURE_PYTHON=1`` runs the source.
+Compiled by mypyc when installed: ``setup.py`` says what that asks of it.
 """
 
 from __future__ import annotations
