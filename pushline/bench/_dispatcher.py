@@ -33,7 +33,7 @@ import os
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pushline.bench._baselines import BaselineResult
@@ -49,7 +49,7 @@ from pushline.bench._model import (
     ScalingFigures,
 )
 from pushline.bench._paced import run_paced
-from pushline.bench._pinning import cpu_names, pinned
+from pushline.bench._pinning import cpu_names, pinned, usable_cpus
 from pushline.bench._stats import machine_info
 from pushline.bench._workload import emulator_endpoint, run_baselines
 from pushline.config import KafkaConfig, SchemaRegistryConfig
@@ -179,6 +179,12 @@ def run_dispatcher_bench(
             not_pinned=tuple(bench.outside),
         )
     )
+    usable = set(usable_cpus())  # after the pinning ended: the machine's usable CPUs
+    if run.cpu_busy is not None and usable:
+        # /proc/stat lists every CPU the kernel has: keep those this bench could use
+        run = replace(
+            run, cpu_busy={cpu: share for cpu, share in run.cpu_busy.items() if cpu in usable}
+        )
     return BenchResult(
         options=options,
         dispatcher=run,

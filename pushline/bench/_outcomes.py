@@ -20,7 +20,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 
 from dispatcher._dedupe import HEADER_NOTIFICATION_ID, HEADER_TERMINAL
 from pushline.bench._model import DispatcherRun, PacedFigures
-from pushline.bench._stats import interpolate, percentile
+from pushline.bench._stats import cpu_busy_seconds, interpolate, percentile
 from pushline.config import KafkaConfig, SchemaRegistryConfig, TopicsConfig
 from pushline.errors import StackError
 from pushline.headers import message_headers
@@ -43,6 +43,8 @@ class Collected:
     """Every outcome message read meanwhile (retry-scheduled ones included)."""
     cpu_samples: list[tuple[float, float]] = field(default_factory=list)
     """(wall-clock ms, CPU seconds of the dispatchers) about every 50 ms."""
+    busy_samples: list[tuple[float, dict[int, float]]] = field(default_factory=list)
+    """(wall-clock ms, busy seconds of each CPU of the machine, whatever ran there), as often."""
 
     @property
     def window_ms(self) -> tuple[float, float]:
@@ -52,6 +54,19 @@ class Collected:
         if len(self.cpu_samples) < 2:
             return None
         return interpolate(self.cpu_samples, end_ms) - interpolate(self.cpu_samples, start_ms)
+
+    def busy_between(self, start_ms: float, end_ms: float) -> dict[int, float] | None:
+        """The share of ``start_ms``..``end_ms`` each CPU spent busy (0..1), by anything on the
+        machine; None without two samples or on a window too short to tell (under 100 ms: the
+        kernel counts in 10 ms ticks)."""
+        if len(self.busy_samples) < 2 or end_ms - start_ms < 100:
+            return None
+        shares: dict[int, float] = {}
+        for cpu in sorted(self.busy_samples[0][1]):
+            series = [(at, busy.get(cpu, 0.0)) for at, busy in self.busy_samples]
+            used = interpolate(series, end_ms) - interpolate(series, start_ms)
+            shares[cpu] = min(1.0, max(0.0, used * 1000 / (end_ms - start_ms)))
+        return shares
 
 
 def _header(msg: Message, name: str) -> bytes | None:
@@ -136,8 +151,12 @@ class OutcomeReader:
     @staticmethod
     def _sample(found: Collected, cpu: Callable[[], float | None]) -> None:
         value = cpu()
+        now_ms = time.time() * 1000
         if value is not None:
-            found.cpu_samples.append((time.time() * 1000, value))
+            found.cpu_samples.append((now_ms, value))
+        busy = cpu_busy_seconds()
+        if busy is not None:
+            found.busy_samples.append((now_ms, busy))
 
 
 def decode_outcomes(
@@ -179,6 +198,7 @@ def dispatcher_run(
     measured = notifications if measured is None else measured
     seconds = max((window_ms[1] - window_ms[0]) / 1000, 0.001)
     cpu_used = collected.cpu_between(*(cpu_window_ms or window_ms))
+    cpu_busy = collected.busy_between(*(cpu_window_ms or window_ms))
     latencies = [o.latency_ms for o in outcomes if o.latency_ms is not None]
     total = measured / seconds
     return DispatcherRun(
@@ -201,4 +221,5 @@ def dispatcher_run(
         processes=processes,
         measured=measured,
         paced=paced,
+        cpu_busy=cpu_busy,
     )

@@ -36,6 +36,35 @@ def _pinning_note(pinning: Pinning, baselines: bool) -> str:
     return note
 
 
+SATURATED = 0.9
+"""A CPU busy this share of a run's window or more is saturated: what runs there waits for it."""
+
+
+def _busy_line(result: BenchResult) -> str | None:
+    """Each CPU's busy share over the window; in paced mode a saturated CPU is named (its queue is
+    in the latency figures), pinned in capacity mode a saturated CPU of the others (the rate may
+    then be theirs). Unpinned capacity runs saturate every CPU by design: nothing is named."""
+    run = result.dispatcher
+    if not run.cpu_busy:
+        return None
+    shares = ", ".join(f"CPU {cpu} {share:.0%}" for cpu, share in sorted(run.cpu_busy.items()))
+    line = f"CPUs busy over the window (whatever ran on them): {shares}"
+    hot = sorted(cpu for cpu, share in run.cpu_busy.items() if share >= SATURATED)
+    if run.paced is not None and hot:
+        return (
+            f"{line}; saturated: {cpu_names(hot)}, so the latency figures include waiting for "
+            + ("them" if len(hot) > 1 else "it")
+        )
+    if run.paced is None and result.pinning is not None:
+        others = [cpu for cpu in hot if cpu in result.pinning.plan.others]
+        if others:
+            return (
+                f"{line}; saturated: {cpu_names(others)} of the broker, emulator and bench, so the "
+                "rate may be theirs rather than the dispatchers'"
+            )
+    return line
+
+
 def _cpus_note(result: BenchResult) -> str:
     """Where the dispatchers, the stack and the bench ran."""
     if result.pinning is None:
@@ -246,6 +275,9 @@ def to_json(result: BenchResult) -> dict[str, Any]:
         "emulator_accepted": run.emulator_accepted,
         "seconds": run.seconds,
         "dispatcher_cpu_seconds": run.cpu_seconds,
+        "cpu_busy": None
+        if run.cpu_busy is None
+        else {str(cpu): share for cpu, share in sorted(run.cpu_busy.items())},
         "dispatcher_exit_codes": run.exit_codes,
         "processes": opts.processes,
         "partitions": opts.topic_partitions,
@@ -340,6 +372,9 @@ def format_table(result: BenchResult) -> str:
         lines.append(scaling)
     if result.options.provider == "fcm":
         lines.append("provider: the FCM emulator (the baselines and h2load drive it too)")
+    busy = _busy_line(result)
+    if busy is not None:
+        lines.append(busy)
     shared = "broker, emulator and clients share them"
     lines.append(
         f"machine: {machine.get('usable_cpus')} usable CPUs ({machine.get('cpu_model')}), "

@@ -10,7 +10,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["cpu_seconds", "interpolate", "machine_info", "percentile"]
+__all__ = [
+    "cpu_busy_seconds",
+    "cpu_seconds",
+    "interpolate",
+    "machine_info",
+    "parse_proc_stat",
+    "percentile",
+]
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -38,6 +45,28 @@ def cpu_seconds(pid: int) -> float | None:
     fields = raw[raw.rindex(")") + 2 :].split()
     utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
     return (utime + stime) / _CLOCK_TICKS
+
+
+def parse_proc_stat(text: str) -> dict[int, float]:
+    """Busy seconds of each CPU since boot from ``/proc/stat`` text: every state but idle and
+    iowait (user, nice, system, irq, softirq, steal; guest time is within user)."""
+    busy: dict[int, float] = {}
+    for line in text.splitlines():
+        name, _, rest = line.partition(" ")
+        if not name.startswith("cpu") or name == "cpu":
+            continue
+        ticks = [int(field) for field in rest.split()]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (ticks + [0] * 8)[:8]
+        busy[int(name[3:])] = (user + nice + system + irq + softirq + steal) / _CLOCK_TICKS
+    return busy
+
+
+def cpu_busy_seconds() -> dict[int, float] | None:
+    """:func:`parse_proc_stat` of this machine; None where /proc/stat is missing (not Linux)."""
+    try:
+        return parse_proc_stat(Path("/proc/stat").read_text())
+    except OSError:
+        return None
 
 
 def interpolate(samples: Sequence[tuple[float, float]], at: float) -> float:

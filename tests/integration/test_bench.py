@@ -209,6 +209,12 @@ def test_paced_bench_reports_added_latency_and_every_notification_is_accounted_f
     hop = paced["broker_hop_ms"]
     assert hop["requests"] == 300, hop
     assert 0 <= hop["p50"] <= hop["p99"], hop
+    # how busy each CPU the bench could use was over the window (Linux: /proc/stat)
+    if Path("/proc/stat").exists():
+        busy = report["cpu_busy"]
+        assert {int(cpu) for cpu in busy} == set(os.sched_getaffinity(0)), busy
+        assert all(0 <= share <= 1 for share in busy.values()), busy
+        assert sum(busy.values()) > 0, busy  # the dispatcher alone used some
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="CPU time is read from /proc")

@@ -229,3 +229,44 @@ def test_pinned_scaling_says_where_each_ran_and_what_was_not_pinned() -> None:
     report = to_json(result)
     assert report["scaling"]["note"] == report["pinning"]["note"] == note
     assert report["pinning"]["baselines_cpu"] is None
+
+
+def _busy_line(table: str) -> str:
+    [line] = [line for line in table.splitlines() if line.startswith("CPUs busy")]
+    return line
+
+
+def test_paced_names_a_saturated_cpu_as_part_of_the_latency() -> None:
+    result = _paced_result()
+    result = dataclasses.replace(
+        result, dispatcher=dataclasses.replace(result.dispatcher, cpu_busy={0: 0.97, 1: 0.55})
+    )
+    table = format_table(result)
+    assert _busy_line(table) == (
+        "CPUs busy over the window (whatever ran on them): CPU 0 97%, CPU 1 55%; saturated: "
+        "CPU 0, so the latency figures include waiting for it"
+    )
+    assert to_json(result)["cpu_busy"] == {"0": 0.97, "1": 0.55}
+
+
+def test_pinned_capacity_names_a_saturated_cpu_of_the_others_only() -> None:
+    pinning = Pinning(plan=CpuPlan(dispatchers=(1,), others=(0,)), on_others=("bench",))
+    options = BenchOptions(pin=True)
+    busy_dispatcher = _result(options, _run(cpu_busy={0: 0.6, 1: 0.99}), pinning=pinning)
+    assert "saturated" not in _busy_line(format_table(busy_dispatcher))
+    busy_others = _result(options, _run(cpu_busy={0: 0.95, 1: 0.99}), pinning=pinning)
+    assert _busy_line(format_table(busy_others)).endswith(
+        "; saturated: CPU 0 of the broker, emulator and bench, so the rate may be theirs rather "
+        "than the dispatchers'"
+    )
+
+
+def test_unpinned_capacity_shows_the_shares_without_a_verdict_and_none_without_proc() -> None:
+    table = format_table(_result(BenchOptions(), _run(cpu_busy={0: 1.0, 1: 0.98})))
+    assert (
+        _busy_line(table)
+        == "CPUs busy over the window (whatever ran on them): CPU 0 100%, CPU 1 98%"
+    )
+    result = _result(BenchOptions(), _run())
+    assert not [line for line in format_table(result).splitlines() if line.startswith("CPUs busy")]
+    assert to_json(result)["cpu_busy"] is None
