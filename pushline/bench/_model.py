@@ -177,6 +177,8 @@ class DispatcherRun:
     """Notifications whose outcome falls in the window: the rates and CPU per notification are
     over these. All of them, except in capacity mode with several processes (see ``_capacity``)."""
     paced: PacedFigures | None = None
+    not_accepted: dict[str, int] = field(default_factory=dict)
+    """Outcomes other than ACCEPTED by ``STATE:reason`` (a benchmark expects none: this says why)."""
     cpu_busy: dict[int, float] | None = None
     """Share of the CPU window each usable CPU of the machine was busy (0..1), whatever ran on it:
     the broker, the emulator and the bench too (Linux; None elsewhere). A CPU near 1 queues what

@@ -24,7 +24,7 @@ from pushline.bench._stats import cpu_busy_seconds, interpolate, percentile
 from pushline.config import KafkaConfig, SchemaRegistryConfig, TopicsConfig
 from pushline.errors import StackError
 from pushline.headers import message_headers
-from schemas import DispatchOutcome, EventDeserializer, make_registry_client
+from schemas import DispatchOutcome, EventDeserializer, OutcomeState, make_registry_client
 
 __all__ = ["Collected", "OutcomeReader", "decode_outcomes", "dispatcher_run"]
 
@@ -221,5 +221,12 @@ def dispatcher_run(
         processes=processes,
         measured=measured,
         paced=paced,
+        not_accepted=dict(
+            Counter(
+                f"{o.state.value}:{o.reason or 'Unknown'}"
+                for o in outcomes
+                if o.state is not OutcomeState.ACCEPTED
+            )
+        ),
         cpu_busy=cpu_busy,
     )

@@ -271,6 +271,7 @@ def to_json(result: BenchResult) -> dict[str, Any]:
         "outcomes": run.outcomes,
         "outcome_messages": run.outcome_messages,
         "states": run.states,
+        "not_accepted": run.not_accepted,
         "attempts": {str(k): v for k, v in run.attempts.items()},
         "emulator_accepted": run.emulator_accepted,
         "seconds": run.seconds,
@@ -360,6 +361,11 @@ def format_table(result: BenchResult) -> str:
         f"{run.total_per_s:,.0f}/s in total over {run.seconds:.2f}s with "
         f"{result.options.processes} process(es), {result.options.topic_partitions} partitions"
     )
+    if run.not_accepted:
+        lines.append(
+            "not accepted: "
+            + ", ".join(f"{reason} {count}" for reason, count in sorted(run.not_accepted.items()))
+        )
     if run.measured != run.notifications:
         lines.append(
             f"rates and CPU are over the {run.measured} outcomes after all {run.processes} "

@@ -270,3 +270,23 @@ def test_unpinned_capacity_shows_the_shares_without_a_verdict_and_none_without_p
     result = _result(BenchOptions(), _run())
     assert not [line for line in format_table(result).splitlines() if line.startswith("CPUs busy")]
     assert to_json(result)["cpu_busy"] is None
+
+
+def test_outcomes_other_than_accepted_are_listed_with_their_reasons() -> None:
+    run = _run(
+        states={"ACCEPTED": 990, "FAILED": 10},
+        not_accepted={"FAILED:AttemptsExhausted:TooManyProviderTokenUpdates": 10},
+    )
+    result = _result(BenchOptions(), run)
+    assert (
+        "not accepted: FAILED:AttemptsExhausted:TooManyProviderTokenUpdates 10"
+        in format_table(result).splitlines()
+    )
+    assert to_json(result)["not_accepted"] == {
+        "FAILED:AttemptsExhausted:TooManyProviderTokenUpdates": 10
+    }
+    assert not [
+        line
+        for line in format_table(_result(BenchOptions(), _run())).splitlines()
+        if line.startswith("not accepted")
+    ]
