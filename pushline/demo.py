@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -37,6 +37,7 @@ from pushline.processes import free_port, stop_processes
 from pushline.stack import stack_from_env_or_spawn
 from pushline.topics import ensure_topics
 from schemas import (
+    Channel,
     DispatchOutcome,
     EventDeserializer,
     Fallback,
@@ -50,7 +51,7 @@ from schemas import (
 )
 from schemas.payloads import RECEIPT_TOKEN_KEY
 
-__all__ = ["DemoOptions", "run_demo", "sample_notifications"]
+__all__ = ["DemoOptions", "push_throughput", "run_demo", "sample_notifications"]
 
 APP_ID = "default"
 COMPONENTS = ("dispatcher", "dispatcher", "reconciler", "fallback-sender")
@@ -476,6 +477,18 @@ def topics_names(topics: TopicsConfig) -> Iterator[str]:
     return (topics.name(t) for t in TOPIC_NAMES)
 
 
+def push_throughput(
+    requests: Sequence[NotificationRequest], terminal: Iterable[DispatchOutcome]
+) -> float:
+    """Notifications/s from the first request's ``created_at`` to the last terminal outcome of a
+    push. Push outcomes only: a fallback's outcome comes after the receipt deadline by design, and
+    timing the throughput to it measured the deadline, not the dispatchers."""
+    pushed = [o.decided_at.timestamp() for o in terminal if o.channel is Channel.PUSH]
+    last_outcome = max(pushed, default=time.time())
+    first_request = min(r.created_at.timestamp() for r in requests)
+    return len(requests) / max(last_outcome - first_request, 1e-9)
+
+
 def _summarise(
     options: DemoOptions,
     requests: list[NotificationRequest],
@@ -494,11 +507,7 @@ def _summarise(
         by_platform.setdefault(status.state.value, Counter())[platform_of[nid]] += 1
     outcomes = [o for o in collector.outcomes if o.notification_id in ids]
     terminal = [o for o in outcomes if o.state.value not in ("RETRY_SCHEDULED", "DUPLICATE")]
-    # Push outcomes only: a fallback's outcome comes after the receipt deadline by design, and
-    # timing the throughput to it measured the deadline, not the dispatchers.
-    pushed = [o for o in terminal if o.channel.value == "PUSH"]
-    last_outcome = max((o.decided_at.timestamp() for o in pushed), default=time.time())
-    first_request = min(r.created_at.timestamp() for r in requests)
+    pushed = [o for o in terminal if o.channel is Channel.PUSH]
     outcome_latency = [(o.decided_at - o.requested_at).total_seconds() * 1000 for o in pushed]
     provider_latency = [o.latency_ms for o in outcomes if o.latency_ms is not None]
     channels = Counter(o.channel.value for o in terminal if o.state is OutcomeState.ACCEPTED)
@@ -509,7 +518,7 @@ def _summarise(
             "by_platform": {k: dict(v) for k, v in by_platform.items()},
             "by_platform_requested": dict(Counter(platform_of.values())),
             "unaccounted": len(ids - final.keys()),
-            "throughput_per_s": len(requests) / max(last_outcome - first_request, 1e-9),
+            "throughput_per_s": push_throughput(requests, terminal),
             "dispatchers": COMPONENTS.count("dispatcher"),
             "provider_latency_ms": {
                 "p50": _percentile(provider_latency, 0.5),

@@ -56,6 +56,4 @@ def test_demo_accounts_for_every_notification_and_leaves_no_process(stack: Stack
     assert summary["statuses"].get("DELIVERED", 0) + summary["statuses"].get("OPENED", 0) > 200
     assert summary["invalid_tokens"] > 0
     assert summary["fallbacks_sent"] > 0
-    # timed to the last push outcome, not to the fallbacks that follow the 5 s receipt deadline
-    assert summary["throughput_per_s"] > 300 / 5
     assert _processes_with(f"PUSHLINE_TOPIC_PREFIX={summary['topic_prefix']}") == []
